@@ -1,0 +1,3 @@
+from awsops.cli.main import main
+
+main()

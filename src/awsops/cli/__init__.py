@@ -1,0 +1,1 @@
+"""The awsops command line: a thin layer over the library."""

@@ -1,0 +1,124 @@
+"""``awsops sandbox up|down|status|seed``."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from awsops.cli.context import app_context
+from awsops.config import parse_region_list
+from awsops.errors import UsageError
+from awsops.sandbox import manager
+
+
+@click.group("sandbox")
+def sandbox() -> None:
+    """The local AWS sandbox (moto server on 127.0.0.1): no AWS account needed."""
+
+
+@sandbox.command("up")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port (0: a free one).")
+@click.option("--host", default="127.0.0.1", help="Loopback address to listen on.")
+@click.option(
+    "--faults",
+    default=None,
+    help="Put a fault-injecting proxy in front, e.g. "
+    "throttle=0.2,error5xx=0.05,reset=0.02,latency=50ms.",
+)
+def up(port: int, host: str, faults: str | None) -> None:
+    """Start the sandbox in the background (or report the running one)."""
+    if faults:
+        from awsops.sandbox.faults import FaultSpec
+
+        FaultSpec.parse(faults)  # validate before starting anything
+    state = manager.up(port=port, host=host, faults=faults)
+    click.echo(f"sandbox running: endpoint {state.endpoint} (pid {state.pid})")
+    if state.faults:
+        click.echo(f"faults: {state.faults} (server {state.server_url})")
+
+
+@sandbox.command("down")
+def down() -> None:
+    """Stop the sandbox (all its state is lost)."""
+    state = manager.down()
+    click.echo(f"sandbox stopped (pid {state.pid})" if state else "sandbox was not running")
+
+
+@sandbox.command("status")
+def status() -> None:
+    """Say whether the sandbox runs and where; exit 1 if it does not."""
+    state = manager.read_state()
+    if state is None or not manager.health(state.server_url):
+        click.echo("sandbox: not running")
+        raise SystemExit(1)
+    up_for = time.time() - state.started_at
+    click.echo(f"sandbox: running at {state.endpoint} (pid {state.pid}, up {up_for:.0f}s)")
+    if state.faults:
+        click.echo(f"faults: {state.faults}")
+
+
+@sandbox.command("seed")
+@click.option(
+    "--fleet",
+    type=click.Choice(["demo"]),
+    default="demo",
+    show_default=True,
+    help="Which fleet to create.",
+)
+@click.option(
+    "--instances",
+    type=click.IntRange(1, 10_000),
+    default=60,
+    show_default=True,
+    help="Instances per region.",
+)
+@click.option(
+    "--regions",
+    default=",".join(("us-east-1", "eu-west-1", "ap-southeast-2")),
+    show_default=True,
+    help="Comma-separated regions.",
+)
+@click.option("--no-buckets", is_flag=True, help="Skip the S3 buckets.")
+def seed(fleet: str, instances: int, regions: str, no_buckets: bool) -> None:
+    """Create the demo fleet: running and long-stopped instances, protected ones, ASG
+    members, EBS volumes and S3 objects, with backdated stop times."""
+    from awsops.sandbox.seed import CATEGORIES, seed_demo
+
+    state = manager.require()
+    app = app_context()
+    app.sandbox = True
+    factory = app.factory()
+    region_list = [factory.validate_region(r) for r in parse_region_list(regions)]
+    if not region_list:
+        raise UsageError("--regions is empty")
+    err = Console(stderr=True)
+
+    def progress(region: str, made: object) -> None:
+        err.print(f"seeded {region}", highlight=False)
+
+    report = seed_demo(
+        factory.session(region_list[0]),
+        factory.settings,
+        state.server_url,
+        region_list,
+        instances,
+        with_buckets=not no_buckets,
+        on_region=progress,
+    )
+    table = Table(title=f"demo fleet in account {report.account_id}")
+    table.add_column("category")
+    for r in region_list:
+        table.add_column(r, justify="right")
+    for cat in CATEGORIES:
+        table.add_row(cat.name, *(str(report.instances[r][cat.name]) for r in region_list))
+    Console().print(table)
+    click.echo(
+        f"{report.total_instances} instances, {report.volumes} volumes, "
+        f"{len(report.buckets)} buckets, {report.objects} objects"
+    )
+
+
+COMMANDS = [sandbox]

@@ -1,0 +1,269 @@
+"""Plain, frozen settings: client behaviour, targets (account, region, role) and files."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from awsops.errors import UsageError
+
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+ACCOUNT_RE = re.compile(r"^\d{12}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 30.0
+DEFAULT_MAX_ATTEMPTS = 10
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How clients talk to AWS. ``endpoint_url`` overrides every service (sandbox, tests)."""
+
+    retry_mode: str = "adaptive"
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    endpoint_url: str | None = None
+    max_pool_connections: int = 20
+
+    def __post_init__(self) -> None:
+        if self.retry_mode not in ("adaptive", "standard", "legacy"):
+            raise UsageError(f"unknown retry mode {self.retry_mode!r}")
+        if self.max_attempts < 1:
+            raise UsageError("max attempts must be at least 1")
+
+    @classmethod
+    def from_env(cls, endpoint_url: str | None = None, **overrides: Any) -> ClientSettings:
+        """Settings with the endpoint from the argument or ``AWS_ENDPOINT_URL``."""
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        return cls(endpoint_url=endpoint, **overrides)
+
+    def with_endpoint(self, endpoint_url: str | None) -> ClientSettings:
+        return replace(self, endpoint_url=endpoint_url)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One place to act on: an account (optionally reached by a role) and a region."""
+
+    region: str
+    account_id: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    name: str | None = None
+    profile: str | None = None
+
+    @property
+    def label(self) -> str:
+        who = self.name or self.account_id or self.profile or "default"
+        return f"{who}/{self.region}"
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """One account entry of a targets file."""
+
+    account_id: str
+    role_arn: str | None
+    regions: tuple[str, ...]
+    external_id: str | None = None
+    name: str | None = None
+    profile: str | None = None
+
+    def targets(self) -> list[Target]:
+        return [
+            Target(
+                region=r,
+                account_id=self.account_id,
+                role_arn=self.role_arn,
+                external_id=self.external_id,
+                name=self.name,
+                profile=self.profile,
+            )
+            for r in self.regions
+        ]
+
+
+def validate_role_arn(arn: str) -> str:
+    """Return the account id of a well-formed IAM role ARN, or raise UsageError."""
+    m = ROLE_ARN_RE.match(arn)
+    if not m:
+        raise UsageError(
+            f"malformed role ARN {arn!r}: expected arn:aws:iam::<12-digit account>:role/<name>"
+        )
+    return m.group(1)
+
+
+def parse_region_list(value: str | Sequence[str] | None) -> list[str]:
+    """Split ``"a,b"`` or a list into region names (``all`` is kept as-is for the caller)."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if part and part not in out:
+                out.append(part)
+    return out
+
+
+def _expect(cond: bool, path: Path, msg: str) -> None:
+    if not cond:
+        raise UsageError(f"{path}: {msg}")
+
+
+def load_targets_file(path: str | Path, default_regions: Sequence[str] = ()) -> list[AccountSpec]:
+    """Read a targets YAML file::
+
+        accounts:
+          - account_id: "111111111111"
+            role_arn: arn:aws:iam::111111111111:role/ops
+            external_id: optional
+            name: prod
+            regions: [us-east-1, eu-west-1]
+
+    Every error is a one-line :class:`UsageError` naming the file and the entry.
+    """
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"targets file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read targets file {p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"{p}: not valid YAML{where}") from None
+    if isinstance(raw, list):
+        raw = {"accounts": raw}
+    _expect(isinstance(raw, Mapping), p, "expected a mapping with an 'accounts' list")
+    assert isinstance(raw, Mapping)
+    accounts = raw.get("accounts")
+    _expect(isinstance(accounts, list) and bool(accounts), p, "'accounts' must be a non-empty list")
+    assert isinstance(accounts, list)
+    top_regions = raw.get("regions", list(default_regions))
+    specs: list[AccountSpec] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(accounts, 1):
+        where = f"accounts[{i}]"
+        _expect(isinstance(entry, Mapping), p, f"{where} must be a mapping")
+        assert isinstance(entry, Mapping)
+        unknown = set(entry) - {
+            "account_id",
+            "role_arn",
+            "external_id",
+            "name",
+            "regions",
+            "profile",
+        }
+        _expect(not unknown, p, f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+        account = str(entry.get("account_id", "")).strip()
+        role = entry.get("role_arn")
+        if not account and isinstance(role, str):
+            account = validate_role_arn(role)
+        _expect(bool(ACCOUNT_RE.match(account)), p, f"{where}: account_id must be 12 digits")
+        if role is not None:
+            _expect(isinstance(role, str), p, f"{where}: role_arn must be a string")
+            try:
+                role_account = validate_role_arn(str(role))
+            except UsageError as exc:
+                raise UsageError(f"{p}: {where}: {exc}") from None
+            _expect(role_account == account, p, f"{where}: role_arn is not in account {account}")
+        regions = entry.get("regions", top_regions)
+        if isinstance(regions, str):
+            regions = parse_region_list(regions)
+        _expect(
+            isinstance(regions, list)
+            and bool(regions)
+            and all(isinstance(r, str) for r in regions),
+            p,
+            f"{where}: regions must be a non-empty list of region names",
+        )
+        for r in regions:
+            _expect(bool(REGION_RE.match(r)), p, f"{where}: {r!r} is not a region name")
+        ext = entry.get("external_id")
+        _expect(ext is None or isinstance(ext, str), p, f"{where}: external_id must be a string")
+        name = entry.get("name")
+        key = f"{account}:{role}"
+        _expect(key not in seen, p, f"{where}: account {account} listed twice")
+        seen.add(key)
+        specs.append(
+            AccountSpec(
+                account_id=account,
+                role_arn=str(role) if role else None,
+                regions=tuple(regions),
+                external_id=ext,
+                name=str(name) if name is not None else None,
+                profile=entry.get("profile"),
+            )
+        )
+    return specs
+
+
+@dataclass(frozen=True)
+class DecommissionSettings:
+    """Settings of the decommission job, from an optional YAML config file."""
+
+    protect_tags: tuple[str, ...] = ("awsops:protect", "DoNotDelete")
+    account_allowlist: tuple[str, ...] = ()
+    account_denylist: tuple[str, ...] = ()
+    exclude_instance_ids: tuple[str, ...] = ()
+    exclude_tags: Mapping[str, str] = field(default_factory=dict)
+    plan_ttl_hours: float = 24.0
+    batch_size: int = 50
+    max_instances: int | None = None
+    max_percent: float | None = None
+    snapshot_delay: int = 15
+    snapshot_max_attempts: int = 240
+    terminate_delay: int = 15
+    terminate_max_attempts: int = 80
+
+
+def load_decommission_settings(path: str | Path | None) -> DecommissionSettings:
+    """Read the decommission config file (YAML); ``None`` gives the defaults."""
+    if path is None:
+        return DecommissionSettings()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {p}") from None
+    except yaml.YAMLError:
+        raise UsageError(f"{p}: not valid YAML") from None
+    _expect(isinstance(raw, Mapping), p, "expected a mapping")
+    known = {f for f in DecommissionSettings.__dataclass_fields__}
+    unknown = set(raw) - known
+    _expect(not unknown, p, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in ("protect_tags", "account_allowlist", "account_denylist", "exclude_instance_ids"):
+            _expect(isinstance(value, list), p, f"{key} must be a list")
+            kwargs[key] = tuple(str(v) for v in value)
+        elif key == "exclude_tags":
+            _expect(isinstance(value, Mapping), p, f"{key} must be a mapping of tag key to value")
+            kwargs[key] = {str(k): str(v) for k, v in value.items()}
+        elif key in (
+            "batch_size",
+            "snapshot_delay",
+            "snapshot_max_attempts",
+            "terminate_delay",
+            "terminate_max_attempts",
+            "max_instances",
+        ):
+            _expect(isinstance(value, int) and value > 0, p, f"{key} must be a positive integer")
+            kwargs[key] = value
+        else:
+            _expect(isinstance(value, (int, float)) and value > 0, p, f"{key} must be a number > 0")
+            kwargs[key] = float(value)
+    for acct in (*kwargs.get("account_allowlist", ()), *kwargs.get("account_denylist", ())):
+        _expect(bool(ACCOUNT_RE.match(acct)), p, f"{acct!r} is not a 12-digit account id")
+    return DecommissionSettings(**kwargs)

@@ -1,0 +1,79 @@
+"""Run one function over many targets on a bounded thread pool.
+
+A failing target never aborts the others: each yields a :class:`TargetResult` holding
+either its value or its error. Results arrive as targets finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from awsops.config import Target
+from awsops.errors import AwsopsError, translate
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class TargetResult(Generic[T]):
+    """The outcome of one target: ``value`` on success, ``error`` otherwise."""
+
+    target: Target
+    value: T | None = None
+    error: AwsopsError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run_targets(
+    fn: Callable[[Target], T],
+    targets: Sequence[Target],
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> Iterator[TargetResult[T]]:
+    """Call ``fn(target)`` for each target with at most ``concurrency`` in flight.
+
+    Exceptions become per-target errors (translated to awsops errors); a
+    ``KeyboardInterrupt`` cancels what has not started and propagates.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    if not targets:
+        return
+    if concurrency == 1 or len(targets) == 1:
+        for t in targets:
+            yield _call(fn, t)
+        return
+    with ThreadPoolExecutor(max_workers=min(concurrency, len(targets))) as pool:
+        pending: dict[Future[TargetResult[T]], Target] = {
+            pool.submit(_call, fn, t): t for t in targets
+        }
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    pending.pop(fut)
+                    yield fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _call(fn: Callable[[Target], T], target: Target) -> TargetResult[T]:
+    try:
+        return TargetResult(target, value=fn(target))
+    except AwsopsError as exc:
+        log.info("target %s failed: %s", target.label, exc.one_line())
+        return TargetResult(target, error=exc)
+    except Exception as exc:
+        err = translate(exc, region=target.region, account_id=target.account_id)
+        log.info("target %s failed: %s", target.label, err.one_line())
+        return TargetResult(target, error=err)

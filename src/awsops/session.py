@@ -1,0 +1,209 @@
+"""Explicit ``boto3.Session`` objects: named profile, the standard chain, or AssumeRole.
+
+Thread safety: a ``boto3.Session`` is *not* thread-safe, a client is. Build one session
+per target (account, region) with :class:`SessionFactory`, create that target's clients
+from it in one thread, and share only the clients. The factory itself is thread-safe:
+its caches are guarded by a lock, so worker threads may each ask it for their target.
+
+Assumed-role sessions carry botocore ``RefreshableCredentials``: botocore calls STS
+again before the credentials expire (15 minutes before, advisory; 10, mandatory), so a
+run of several hours never fails with ``ExpiredToken``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.credentials import CredentialProvider, RefreshableCredentials
+from botocore.exceptions import BotoCoreError, ClientError
+
+from awsops.clients import make_client
+from awsops.config import REGION_RE, ClientSettings, Target, validate_role_arn
+from awsops.errors import UsageError, translate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SESSION_NAME = "awsops"
+DEFAULT_DURATION_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class AssumeRoleSpec:
+    """What to assume: validated on construction."""
+
+    role_arn: str
+    session_name: str = DEFAULT_SESSION_NAME
+    duration_seconds: int = DEFAULT_DURATION_SECONDS
+    external_id: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_role_arn(self.role_arn)
+        if not 900 <= self.duration_seconds <= 43200:
+            raise UsageError("role session duration must be between 900 and 43200 seconds")
+        if not 2 <= len(self.session_name) <= 64:
+            raise UsageError("role session name must be 2 to 64 characters")
+
+    @property
+    def account_id(self) -> str:
+        return validate_role_arn(self.role_arn)
+
+
+class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
+    """A credential provider that returns self-refreshing AssumeRole credentials."""
+
+    METHOD = "awsops-assume-role"
+    CANONICAL_NAME = "awsops-assume-role"
+
+    def __init__(self, source: boto3.Session, spec: AssumeRoleSpec, settings: ClientSettings):
+        super().__init__()
+        self._source = source
+        self._spec = spec
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._sts: Any = None
+
+    def _fetch(self) -> dict[str, Any]:
+        with self._lock:
+            if self._sts is None:
+                self._sts = make_client(self._source, "sts", settings=self._settings)
+            kwargs: dict[str, Any] = {
+                "RoleArn": self._spec.role_arn,
+                "RoleSessionName": self._spec.session_name,
+                "DurationSeconds": self._spec.duration_seconds,
+            }
+            if self._spec.external_id:
+                kwargs["ExternalId"] = self._spec.external_id
+            try:
+                creds = self._sts.assume_role(**kwargs)["Credentials"]
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, operation="AssumeRole") from exc
+        log.debug("assumed %s until %s", self._spec.role_arn, creds["Expiration"])
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": creds["Expiration"].isoformat(),
+        }
+
+    def load(self) -> RefreshableCredentials:
+        return RefreshableCredentials.create_from_metadata(
+            metadata=self._fetch(), refresh_using=self._fetch, method=self.METHOD
+        )
+
+
+def known_regions(session: boto3.Session) -> set[str]:
+    """Every region botocore knows for EC2 in any partition (offline, no API call)."""
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return regions
+
+
+class SessionFactory:
+    """Builds one explicit session per target; never touches boto3's default session.
+
+    ``profile`` selects a named profile for the base credentials; ``None`` uses the
+    standard chain (environment, shared files, SSO, container, instance metadata).
+    """
+
+    def __init__(
+        self,
+        profile: str | None = None,
+        region: str | None = None,
+        settings: ClientSettings | None = None,
+        session_name: str = DEFAULT_SESSION_NAME,
+        duration_seconds: int = DEFAULT_DURATION_SECONDS,
+        static_credentials: tuple[str, str] | None = None,
+    ) -> None:
+        self.profile = profile
+        self._static = static_credentials
+        self.settings = settings or ClientSettings.from_env()
+        self.session_name = session_name
+        self.duration_seconds = duration_seconds
+        self._lock = threading.Lock()
+        self._base = self._new_session(region)
+        self.region = region or self._base.region_name
+        if self.region:
+            self.validate_region(self.region)
+        self._assumed: dict[tuple[str, str | None, str], boto3.Session] = {}
+
+    def _new_session(self, region: str | None) -> boto3.Session:
+        kwargs: dict[str, Any] = {"region_name": region}
+        if self._static:
+            kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = self._static
+        else:
+            kwargs["profile_name"] = self.profile
+        try:
+            return boto3.Session(**kwargs)
+        except BotoCoreError as exc:
+            raise translate(exc) from exc
+
+    @property
+    def base(self) -> boto3.Session:
+        """The session of the base credentials (profile or chain)."""
+        return self._base
+
+    def validate_region(self, region: str) -> str:
+        """Return ``region`` if botocore knows it; else a one-line UsageError.
+
+        The sandbox accepts any well-formed name (moto serves them all).
+        """
+        if region in known_regions(self._base):
+            return region
+        if self.settings.endpoint_url and REGION_RE.match(region):
+            return region
+        raise UsageError(f"unknown region {region!r}")
+
+    def session(self, region: str | None = None) -> boto3.Session:
+        """A new session with the base credentials in ``region``."""
+        region = self.validate_region(region) if region else self.region
+        with self._lock:
+            return self._new_session(region)
+
+    def assume(self, spec: AssumeRoleSpec, region: str | None = None) -> boto3.Session:
+        """A session whose credentials come from AssumeRole and refresh before expiry.
+
+        Sessions are cached per (role, external id, region); STS is called lazily, on
+        the first request that needs credentials.
+        """
+        region = self.validate_region(region) if region else self.region
+        key = (spec.role_arn, spec.external_id, region or "")
+        with self._lock:
+            cached = self._assumed.get(key)
+            if cached is not None:
+                return cached
+            bs = botocore.session.Session()
+            provider = _AssumeRoleProvider(self._base, spec, self.settings)
+            resolver = bs.get_component("credential_provider")
+            resolver.insert_before("env", provider)
+            sess = boto3.Session(botocore_session=bs, region_name=region)
+            self._assumed[key] = sess
+            return sess
+
+    def for_target(self, target: Target) -> boto3.Session:
+        """The session for one target: assumed into its role if it has one."""
+        if target.role_arn:
+            spec = AssumeRoleSpec(
+                role_arn=target.role_arn,
+                session_name=self.session_name,
+                duration_seconds=self.duration_seconds,
+                external_id=target.external_id,
+            )
+            return self.assume(spec, target.region)
+        if target.profile and target.profile != self.profile:
+            other = SessionFactory(target.profile, target.region, self.settings)
+            return other.session(target.region)
+        return self.session(target.region)
+
+    def account_id(self, session: boto3.Session) -> str:
+        """The account of a session's credentials (one STS GetCallerIdentity call)."""
+        sts = make_client(session, "sts", settings=self.settings)
+        try:
+            return str(sts.get_caller_identity()["Account"])
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation="GetCallerIdentity", region=session.region_name) from exc

@@ -1,0 +1,184 @@
+"""Test-suite guard and the moto server on loopback.
+
+The guard runs before anything else is imported: dummy credentials, no profiles or
+shared files, no instance metadata, and a socket hook that refuses any address that is
+not loopback. The suite cannot reach real AWS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_GUARD_DIR = tempfile.mkdtemp(prefix="awsops-tests-")
+for var in (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+):
+    os.environ.pop(var, None)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    AWS_CONFIG_FILE=os.path.join(_GUARD_DIR, "config"),
+    AWS_SHARED_CREDENTIALS_FILE=os.path.join(_GUARD_DIR, "credentials"),
+    AWS_EC2_METADATA_DISABLED="true",
+    AWSOPS_HOME=os.path.join(_GUARD_DIR, "home"),
+)
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address: Any) -> bool:
+    if isinstance(address, (str, bytes)):  # AF_UNIX
+        return True
+    host = address[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        raise ConnectionRefusedError(f"test guard: refusing non-loopback address {address!r}")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if not _is_loopback(address):
+        raise ConnectionRefusedError(f"test guard: refusing non-loopback address {address!r}")
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        from urllib.parse import urlparse
+
+        host = urlparse(endpoint).hostname or ""
+        if not _is_loopback((host, 0)):
+            pytest.exit(f"refusing to run: AWS_ENDPOINT_URL={endpoint} is not loopback", 3)
+    if os.environ.get("AWS_ACCESS_KEY_ID") != "testing":
+        pytest.exit("refusing to run: the test guard's dummy credentials were replaced", 3)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = str(item.path)
+        for tier in ("integration", "e2e", "reliability"):
+            if f"{os.sep}{tier}{os.sep}" in path:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+# --- the moto server ---------------------------------------------------------------
+
+
+@dataclass
+class Aws:
+    """Handles for one test against the (freshly reset) moto server."""
+
+    endpoint: str
+    server_url: str
+
+    @property
+    def settings(self) -> Any:
+        from awsops.config import ClientSettings
+
+        return ClientSettings(endpoint_url=self.endpoint, max_attempts=3)
+
+    def factory(self, region: str = "us-east-1") -> Any:
+        from awsops.session import SessionFactory
+
+        return SessionFactory(
+            region=region, settings=self.settings, static_credentials=("testing", "testing")
+        )
+
+    def session(self, region: str = "us-east-1") -> Any:
+        return self.factory(region).session(region)
+
+    def client(self, service: str, region: str = "us-east-1") -> Any:
+        from awsops.clients import make_client
+
+        return make_client(self.session(region), service, region, self.settings)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server (the sandbox server process) on 127.0.0.1 for the whole run."""
+    from awsops.sandbox.manager import _terminate, spawn_server
+
+    base = tmp_path_factory.mktemp("moto")
+    proc = spawn_server("127.0.0.1", 0, base / "server.log", base / "ready.json")
+    import json
+
+    port = json.loads((base / "ready.json").read_text())["port"]
+    url = f"http://127.0.0.1:{port}"
+    os.environ["AWS_ENDPOINT_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        _terminate(proc.pid)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws(moto_server: str) -> Aws:
+    """The moto server, reset: every test starts with an empty AWS."""
+    from awsops.sandbox.manager import reset
+
+    reset(moto_server)
+    return Aws(endpoint=moto_server, server_url=moto_server)
+
+
+@pytest.fixture
+def sandbox_home(aws: Aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An AWSOPS_HOME whose sandbox record points at the test server (for --sandbox)."""
+    import json
+    import time
+    from dataclasses import asdict
+    from urllib.parse import urlparse
+
+    from awsops.sandbox.manager import SandboxState
+
+    home = tmp_path / "awsops-home"
+    home.mkdir()
+    monkeypatch.setenv("AWSOPS_HOME", str(home))
+    port = urlparse(aws.endpoint).port
+    assert port is not None
+    from awsops.sandbox import manager
+
+    info = manager.health(aws.endpoint)
+    assert info is not None
+    state = SandboxState(
+        pid=int(info["pid"]),
+        host="127.0.0.1",
+        port=port,
+        started_at=time.time(),
+        log_file=str(home / "log"),
+    )
+    (home / "sandbox.json").write_text(json.dumps(asdict(state)))
+    return home

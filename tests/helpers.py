@@ -1,0 +1,61 @@
+"""Helpers shared by the test tiers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    timeout: float = 300,
+    input: str | None = None,
+) -> CliResult:
+    """Run ``awsops`` in a subprocess (no terminal: stdin/stdout are pipes)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "awsops", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        input=input if input is not None else "",
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def invoke(args: Sequence[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
+    """Run the CLI in-process (fast); SystemExit gives the exit code."""
+    from awsops.cli.main import main
+
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    out, err = capsys.readouterr()
+    return CliResult(code, out, err)
+
+
+def assert_one_line_error(result: CliResult, *needles: str) -> None:
+    """A clean failure: non-zero exit, one ``error:`` line, no traceback."""
+    assert result.code != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("error:") or ln.startswith("Error:")]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
