@@ -1,0 +1,1 @@
+"""Safe decommissioning of long-stopped EC2 instances: plan, apply, journal, resume."""
