@@ -143,7 +143,8 @@ class RecordWriter:
         for r in self._rows:
             row = r if isinstance(r, Mapping) else {"value": r}
             table.add_row(*(cell(row.get(c)) for c in cols))
-        Console(file=self.stream, soft_wrap=False).print(table)
+        width = None if self.stream.isatty() else 200
+        Console(file=self.stream, width=width).print(table)
 
 
 def progress_for(
@@ -163,3 +164,10 @@ def progress_for(
         console=Console(file=stream),
         transient=transient,
     )
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich Console: the terminal's width on a terminal, wide (no wrapping of ids) when
+    piped or redirected."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else 200)

@@ -1,0 +1,710 @@
+"""Apply a plan: re-verify -> DryRun permission check -> confirm -> snapshot -> wait ->
+terminate in batches -> wait, journaling every step so a re-run resumes safely.
+
+Invariants kept here (and tested by property):
+- an instance is terminated only if it still matches the plan, still passes every rule,
+  and every one of its DeleteOnTermination volumes has a *completed* snapshot;
+- no snapshot is created twice for a volume (snapshots are tagged with the plan id and
+  adopted on resume), and TerminateInstances is never sent for an instance that is
+  already shutting down or terminated;
+- after any TerminateInstances error the batch is described again before deciding what
+  happened (EC2 may have terminated part of it), then retried one instance at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from awsops.clients import make_client
+from awsops.config import Target
+from awsops.decommission import inspect
+from awsops.decommission.journal import Event, Journal, JournalState, replay
+from awsops.decommission.model import InstanceFacts, Plan, PlanCriteria, TargetPlan
+from awsops.decommission.rules import decide
+from awsops.errors import (
+    AccessDeniedError,
+    AwsError,
+    AwsopsError,
+    DryRunSucceeded,
+    PlanError,
+    SafetyError,
+    translate,
+)
+from awsops.fanout import run_targets
+from awsops.paginate import iter_items
+from awsops.session import SessionFactory
+from awsops.waiters import WaiterFailedError, WaiterTimeoutError, chunked, wait_many
+
+TERMINATING = ("shutting-down", "terminated")
+TAG_PLAN = "awsops:plan-id"
+TAG_INSTANCE = "awsops:instance-id"
+TAG_VOLUME = "awsops:volume-id"
+
+
+class Outcome:
+    TERMINATED = "terminated"
+    WOULD_TERMINATE = "would-terminate"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """How to apply. Waiter delays are seconds between polls."""
+
+    dry_run: bool = False
+    batch_size: int = 50
+    max_instances: int | None = None
+    max_percent: float | None = None
+    protect_tags: tuple[str, ...] = ()
+    account_allowlist: tuple[str, ...] = ()
+    account_denylist: tuple[str, ...] = ()
+    snapshot_delay: float = 15.0
+    snapshot_max_attempts: int = 240
+    terminate_delay: float = 15.0
+    terminate_max_attempts: int = 80
+    concurrency: int = 4
+
+    def criteria(self, planned: PlanCriteria) -> PlanCriteria:
+        """The plan's rules tightened by apply-time config (never loosened)."""
+        allow = planned.account_allowlist
+        if self.account_allowlist:
+            allow = (
+                tuple(a for a in allow if a in self.account_allowlist)
+                if allow
+                else self.account_allowlist
+            ) or ("-none-",)
+        return dataclasses.replace(
+            planned,
+            protect_tags=tuple(dict.fromkeys((*planned.protect_tags, *self.protect_tags))),
+            account_allowlist=allow,
+            account_denylist=tuple(
+                dict.fromkeys((*planned.account_denylist, *self.account_denylist))
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class InstanceResult:
+    account_id: str
+    region: str
+    instance_id: str
+    name: str
+    outcome: str
+    reason: str = ""
+    code: str | None = None
+    snapshots: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "region": self.region,
+            "instance_id": self.instance_id,
+            "name": self.name,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "code": self.code,
+            "snapshots": dict(self.snapshots),
+        }
+
+
+@dataclass
+class ApplyReport:
+    plan_id: str
+    dry_run: bool
+    journal: Path | None
+    results: list[InstanceResult] = field(default_factory=list)
+    target_errors: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for r in self.results if r.outcome == outcome)
+
+    @property
+    def ok(self) -> bool:
+        return not self.target_errors and self.count(Outcome.FAILED) == 0
+
+
+@dataclass
+class TargetWork:
+    """One target after verification: what is to be done there."""
+
+    plan: TargetPlan
+    ec2: Any
+    act: list[InstanceFacts] = field(default_factory=list)  # verified, to back up + terminate
+    resumed: list[str] = field(default_factory=list)  # terminated by an earlier run (maybe
+    # still shutting down)
+    results: list[InstanceResult] = field(default_factory=list)
+
+    def result(
+        self,
+        facts: InstanceFacts | str,
+        outcome: str,
+        reason: str = "",
+        code: str | None = None,
+        snapshots: Mapping[str, str] | None = None,
+    ) -> InstanceResult:
+        iid = facts if isinstance(facts, str) else facts.instance_id
+        name = "" if isinstance(facts, str) else facts.name
+        if not name:
+            name = next((f.name for f in self.plan.chosen if f.instance_id == iid), "")
+        res = InstanceResult(
+            self.plan.account_id,
+            self.plan.region,
+            iid,
+            name,
+            outcome,
+            reason,
+            code,
+            dict(snapshots or {}),
+        )
+        self.results.append(res)
+        return res
+
+
+OnEvent = Callable[[Mapping[str, Any]], None]
+Confirm = Callable[["ApplyPreview"], bool]
+
+
+@dataclass(frozen=True)
+class ApplyPreview:
+    """What apply is about to do, shown before confirmation."""
+
+    plan_id: str
+    to_terminate: list[tuple[TargetPlan, InstanceFacts]]
+    skipped: list[InstanceResult]
+    snapshots: int
+    already_done: int
+
+
+def _volume_key(facts: InstanceFacts) -> list[tuple[str, str, bool]]:
+    return sorted((v.volume_id, v.device, v.delete_on_termination) for v in facts.volumes)
+
+
+def _differences(planned: InstanceFacts, now: InstanceFacts) -> list[str]:
+    """What changed between plan and reality, in words (empty: still matches)."""
+    diffs = []
+    if now.state != planned.state:
+        diffs.append(f"state {planned.state} -> {now.state}")
+    if planned.stop_source != "cloudtrail" and now.stop_time != planned.stop_time:
+        diffs.append("stop time changed (restarted and stopped again?)")
+    if planned.stop_source == "cloudtrail" and now.stop_time is not None:
+        diffs.append("stopped again since the plan")
+    if dict(now.tags) != dict(planned.tags):
+        changed = sorted(set(now.tags.items()) ^ set(planned.tags.items()))
+        diffs.append("tags changed: " + ", ".join(k for k, _ in changed))
+    if _volume_key(now) != _volume_key(planned):
+        diffs.append("attached volumes or DeleteOnTermination changed")
+    return diffs
+
+
+class Executor:
+    """Runs one plan. Create one per apply; not reusable."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        factory: SessionFactory,
+        options: ApplyOptions,
+        journal_path: Path | None,
+        on_event: OnEvent | None = None,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.factory = factory
+        self.options = options
+        self.criteria = options.criteria(plan.criteria)
+        self.journal_path = journal_path
+        self.on_event = on_event
+        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.journal: Journal | None = None
+        self.state = JournalState()
+
+    # -- journal -------------------------------------------------------------------
+    def _record(self, event: str, **data: Any) -> None:
+        if self.journal is None:  # dry run: nothing is written
+            return
+        entry = self.journal.record(event, **data)
+        if self.on_event:
+            self.on_event(entry)
+
+    # -- phase A: read-only --------------------------------------------------------
+    def check_blast_radius(self) -> None:
+        """Refuse before any API call if the plan exceeds the limits."""
+        total = len(self.plan.chosen)
+        if self.options.max_instances is not None and total > self.options.max_instances:
+            raise SafetyError(
+                f"plan terminates {total} instances, more than --max-instances "
+                f"{self.options.max_instances}"
+            )
+        if self.options.max_percent is not None:
+            for tp in self.plan.targets:
+                if tp.examined and 100.0 * len(tp.chosen) / tp.examined > self.options.max_percent:
+                    raise SafetyError(
+                        f"plan terminates {len(tp.chosen)} of {tp.examined} stopped instances "
+                        f"in {tp.label}, more than --max-percent {self.options.max_percent:g}"
+                    )
+
+    def _target(self, tp: TargetPlan) -> Target:
+        return Target(
+            region=tp.region,
+            account_id=tp.account_id,
+            role_arn=tp.role_arn,
+            external_id=tp.external_id,
+            name=tp.name,
+        )
+
+    def verify(self, tp: TargetPlan) -> TargetWork:
+        """Describe every planned instance again and keep those that still match."""
+        session = self.factory.for_target(self._target(tp))
+        account = self.factory.account_id(session)
+        if account != tp.account_id:
+            raise PlanError(
+                f"credentials for {tp.label} reach account {account}, but the plan was made "
+                f"for {tp.account_id}"
+            )
+        ec2 = make_client(session, "ec2", tp.region, self.factory.settings)
+        work = TargetWork(tp, ec2)
+        current = inspect.describe_by_ids(ec2, tp.region, [f.instance_id for f in tp.chosen])
+        matching: list[tuple[InstanceFacts, InstanceFacts]] = []
+        for planned in tp.chosen:
+            rec = self.state.instances.get(planned.instance_id)
+            inst = current.get(planned.instance_id)
+            if inst is None:
+                if rec is not None and (rec.terminate_accepted or rec.terminated):
+                    # Terminated by an earlier run and already gone from describe.
+                    work.resumed.append(planned.instance_id)
+                else:
+                    work.result(planned, Outcome.SKIPPED, "drift: instance no longer exists")
+                continue
+            state = inst["State"]["Name"]
+            if state in TERMINATING:
+                if rec is not None and (rec.terminate_requested or rec.terminated):
+                    work.resumed.append(planned.instance_id)
+                else:
+                    work.result(
+                        planned, Outcome.SKIPPED, f"drift: {state} by someone else since the plan"
+                    )
+                continue
+            now_facts = inspect.facts_from_instance(inst)
+            if planned.stop_source == "cloudtrail" and now_facts.stop_time is None:
+                now_facts = dataclasses.replace(
+                    now_facts, stop_time=planned.stop_time, stop_source=planned.stop_source
+                )
+            diffs = _differences(planned, now_facts)
+            if diffs:
+                work.result(planned, Outcome.SKIPPED, "drift: " + "; ".join(diffs))
+                continue
+            matching.append((planned, now_facts))
+        if matching:
+            asg = make_client(session, "autoscaling", tp.region, self.factory.settings)
+            enriched = inspect.enrich(ec2, asg, tp.region, [n for _, n in matching])
+            for facts in enriched:
+                decision = decide(facts, tp.account_id, self.criteria, self._now())
+                if decision.terminate:
+                    work.act.append(facts)
+                else:
+                    work.result(facts, Outcome.SKIPPED, f"now {decision.reason}: {decision.detail}")
+        return work
+
+    def check_permissions(self, work: TargetWork) -> None:
+        """EC2's server-side DryRun for TerminateInstances and CreateSnapshot."""
+        if not work.act:
+            return
+        probes: list[tuple[str, Callable[[], Any]]] = [
+            (
+                "TerminateInstances",
+                lambda: work.ec2.terminate_instances(
+                    InstanceIds=[work.act[0].instance_id], DryRun=True
+                ),
+            ),
+        ]
+        volume = next((v for f in work.act for v in f.deletable_volumes), None)
+        if volume is not None:
+            probes.append(
+                (
+                    "CreateSnapshot",
+                    lambda: work.ec2.create_snapshot(VolumeId=volume.volume_id, DryRun=True),
+                )
+            )
+        for action, call in probes:
+            try:
+                call()
+            except (ClientError, BotoCoreError) as exc:
+                err = translate(
+                    exc, operation=action, region=work.plan.region, account_id=work.plan.account_id
+                )
+                if isinstance(err, DryRunSucceeded):
+                    continue
+                if isinstance(err, AccessDeniedError):
+                    raise SafetyError(
+                        f"not authorized to ec2:{action} in {work.plan.account_id}/"
+                        f"{work.plan.region} ({err.code}); nothing was changed"
+                    ) from exc
+                raise err from exc
+            raise SafetyError(
+                f"DryRun {action} in {work.plan.label} did not answer DryRunOperation; "
+                "refusing to go on"
+            )
+
+    # -- phase C: changes ----------------------------------------------------------
+    def _adopt_snapshots(self, work: TargetWork) -> dict[str, dict[str, Any]]:
+        """Snapshots this plan already created (by tag), keyed by volume id."""
+        found: dict[str, dict[str, Any]] = {}
+        for snap in iter_items(
+            work.ec2,
+            "describe_snapshots",
+            "Snapshots[]",
+            {
+                "OwnerIds": ["self"],
+                "Filters": [{"Name": f"tag:{TAG_PLAN}", "Values": [self.plan.plan_id]}],
+            },
+            region=work.plan.region,
+        ):
+            if snap.get("State") != "error":
+                found[snap["VolumeId"]] = snap
+        return found
+
+    def _snapshot(
+        self, work: TargetWork, facts: InstanceFacts, adopted: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, str] | None:
+        """Snapshot ids of the instance's deletable volumes (created or reused), or None
+        if one could not be created (the instance is then reported failed)."""
+        rec = self.state.of(facts.instance_id)
+        ids: dict[str, str] = {}
+        for vol in facts.deletable_volumes:
+            if vol.volume_id in rec.completed:
+                ids[vol.volume_id] = rec.snapshots[vol.volume_id]
+                continue
+            if vol.volume_id in adopted:
+                sid = adopted[vol.volume_id]["SnapshotId"]
+                if rec.snapshots.get(vol.volume_id) != sid:
+                    self._record(
+                        Event.SNAPSHOT_CREATED,
+                        instance_id=facts.instance_id,
+                        volume_id=vol.volume_id,
+                        snapshot_id=sid,
+                        adopted=True,
+                    )
+                ids[vol.volume_id] = sid
+                continue
+            self._record(
+                Event.SNAPSHOT_REQUESTED, instance_id=facts.instance_id, volume_id=vol.volume_id
+            )
+            today = self._now().strftime("%Y-%m-%d")
+            try:
+                resp = work.ec2.create_snapshot(
+                    VolumeId=vol.volume_id,
+                    Description=f"awsops backup of {vol.volume_id} ({vol.device}) of "
+                    f"{facts.instance_id} before decommission, {self.plan.plan_id}",
+                    TagSpecifications=[
+                        {
+                            "ResourceType": "snapshot",
+                            "Tags": [
+                                {"Key": TAG_PLAN, "Value": self.plan.plan_id},
+                                {"Key": TAG_INSTANCE, "Value": facts.instance_id},
+                                {"Key": TAG_VOLUME, "Value": vol.volume_id},
+                                {"Key": "awsops:date", "Value": today},
+                                {
+                                    "Key": "Name",
+                                    "Value": f"awsops-backup-{facts.instance_id}-{vol.device}",
+                                },
+                            ],
+                        }
+                    ],
+                )
+            except (ClientError, BotoCoreError) as exc:
+                err = translate(exc, operation="CreateSnapshot", region=work.plan.region)
+                self._fail(work, facts, err, f"snapshot of {vol.volume_id} failed")
+                return None
+            sid = resp["SnapshotId"]
+            rec.snapshots[vol.volume_id] = sid
+            self._record(
+                Event.SNAPSHOT_CREATED,
+                instance_id=facts.instance_id,
+                volume_id=vol.volume_id,
+                snapshot_id=sid,
+            )
+            ids[vol.volume_id] = sid
+        return ids
+
+    def _fail(
+        self, work: TargetWork, facts: InstanceFacts | str, err: AwsopsError, reason: str
+    ) -> None:
+        code = err.code if isinstance(err, AwsError) else type(err).__name__
+        iid = facts if isinstance(facts, str) else facts.instance_id
+        self._record(Event.FAILED, instance_id=iid, code=code, reason=reason)
+        work.result(facts, Outcome.FAILED, f"{reason}: {err.one_line()}", code)
+
+    def _wait_snapshots(
+        self, work: TargetWork, pending: Mapping[str, dict[str, str]]
+    ) -> list[tuple[InstanceFacts, dict[str, str]]]:
+        """Wait for the snapshots, then keep the instances whose snapshots all completed."""
+        rec_completed = {
+            sid
+            for iid, snaps in pending.items()
+            for vid, sid in snaps.items()
+            if vid in self.state.of(iid).completed
+        }
+        to_wait = sorted({sid for s in pending.values() for sid in s.values()} - rec_completed)
+        if to_wait:
+            # On timeout or failure the describe below tells each snapshot's state.
+            with contextlib.suppress(WaiterTimeoutError, WaiterFailedError):
+                wait_many(
+                    work.ec2,
+                    "snapshot_completed",
+                    "SnapshotIds",
+                    to_wait,
+                    delay=self.options.snapshot_delay,
+                    max_attempts=self.options.snapshot_max_attempts,
+                )
+        states: dict[str, str] = {sid: "completed" for sid in rec_completed}
+        for batch in chunked(to_wait, inspect.FILTER_BATCH):
+            for snap in iter_items(
+                work.ec2,
+                "describe_snapshots",
+                "Snapshots[]",
+                {"Filters": [{"Name": "snapshot-id", "Values": batch}]},
+                region=work.plan.region,
+            ):
+                states[snap["SnapshotId"]] = snap.get("State", "unknown")
+        ready = []
+        by_id = {f.instance_id: f for f in work.act}
+        for iid, snaps in pending.items():
+            facts = by_id[iid]
+            bad = {
+                sid: states.get(sid, "missing")
+                for sid in snaps.values()
+                if states.get(sid) != "completed"
+            }
+            for vid, sid in snaps.items():
+                if states.get(sid) == "completed" and vid not in self.state.of(iid).completed:
+                    self.state.of(iid).completed.add(vid)
+                    self._record(
+                        Event.SNAPSHOT_COMPLETED, instance_id=iid, volume_id=vid, snapshot_id=sid
+                    )
+            if bad:
+                failed_any = any(s == "error" for s in bad.values())
+                for vid, sid in snaps.items():
+                    if sid in bad and bad[sid] == "error":
+                        self._record(
+                            Event.SNAPSHOT_FAILED, instance_id=iid, volume_id=vid, snapshot_id=sid
+                        )
+                code = "SnapshotFailed" if failed_any else "SnapshotIncomplete"
+                self._record(
+                    Event.FAILED, instance_id=iid, code=code, reason=f"backup not complete: {bad}"
+                )
+                work.result(
+                    facts,
+                    Outcome.FAILED,
+                    f"backup not complete, not terminated: {bad}",
+                    code,
+                    snaps,
+                )
+                continue
+            ready.append((facts, snaps))
+        return ready
+
+    def _terminate(
+        self, work: TargetWork, ids: Sequence[str]
+    ) -> tuple[list[str], dict[str, AwsopsError]]:
+        """TerminateInstances for ``ids``; returns (accepted, failed with error)."""
+        accepted: list[str] = []
+        failed: dict[str, AwsopsError] = {}
+        self._record(Event.TERMINATE_REQUESTED, instance_ids=list(ids))
+        for i in ids:
+            self.state.of(i).terminate_requested = True
+        try:
+            resp = work.ec2.terminate_instances(InstanceIds=list(ids))
+        except (ClientError, BotoCoreError) as exc:
+            err = translate(
+                exc,
+                operation="TerminateInstances",
+                region=work.plan.region,
+                account_id=work.plan.account_id,
+            )
+            # EC2 may have terminated part of the batch: look before deciding.
+            now = inspect.describe_by_ids(work.ec2, work.plan.region, ids)
+            rest = []
+            for i in ids:
+                if now.get(i, {}).get("State", {}).get("Name") in TERMINATING:
+                    accepted.append(i)
+                else:
+                    rest.append(i)
+            if len(ids) == 1:
+                if rest:
+                    failed[ids[0]] = err
+            else:
+                for i in rest:  # one at a time: one bad instance never blocks the others
+                    ok, bad = self._terminate(work, [i])
+                    accepted += ok
+                    failed.update(bad)
+        else:
+            accepted += [t["InstanceId"] for t in resp.get("TerminatingInstances", [])]
+        for i in accepted:
+            if not self.state.of(i).terminate_accepted:
+                self.state.of(i).terminate_accepted = True
+                self._record(Event.TERMINATE_ACCEPTED, instance_id=i)
+        return accepted, failed
+
+    def _wait_terminated(
+        self, work: TargetWork, ids: Sequence[str], snaps: Mapping[str, Mapping[str, str]]
+    ) -> None:
+        if not ids:
+            return
+        with contextlib.suppress(WaiterTimeoutError, WaiterFailedError):  # described below
+            wait_many(
+                work.ec2,
+                "instance_terminated",
+                "InstanceIds",
+                list(ids),
+                delay=self.options.terminate_delay,
+                max_attempts=self.options.terminate_max_attempts,
+            )
+        now = inspect.describe_by_ids(work.ec2, work.plan.region, ids)
+        for i in ids:
+            state = now.get(i, {}).get("State", {}).get("Name", "gone")
+            if state in ("terminated", "gone"):
+                if not self.state.of(i).terminated:
+                    self.state.of(i).terminated = True
+                    self._record(Event.TERMINATED, instance_id=i)
+                work.result(i, Outcome.TERMINATED, "", None, snaps.get(i))
+            else:
+                self._record(
+                    Event.FAILED, instance_id=i, code="WaiterTimeout", reason=f"still {state}"
+                )
+                work.result(
+                    i,
+                    Outcome.FAILED,
+                    f"termination accepted but still {state}",
+                    "WaiterTimeout",
+                    snaps.get(i),
+                )
+
+    def execute(self, work: TargetWork) -> None:
+        """Back up, terminate in batches, wait: for one verified target."""
+        adopted = self._adopt_snapshots(work) if work.act else {}
+        pending: dict[str, dict[str, str]] = {}
+        for facts in work.act:
+            snaps = self._snapshot(work, facts, adopted)
+            if snaps is not None:
+                pending[facts.instance_id] = snaps
+        ready = self._wait_snapshots(work, pending)
+        snaps_by_id = {f.instance_id: s for f, s in ready}
+        accepted: list[str] = []
+        for batch in chunked([f.instance_id for f, _ in ready], self.options.batch_size):
+            ok, failed = self._terminate(work, batch)
+            accepted += ok
+            for iid, err in failed.items():
+                self._fail(work, iid, err, "terminate failed")
+        resumed_snaps = {i: self.state.of(i).snapshots for i in work.resumed}
+        self._wait_terminated(work, [*work.resumed, *accepted], {**resumed_snaps, **snaps_by_id})
+
+    # -- the whole run -------------------------------------------------------------
+    def run(self, confirm: Confirm | None = None) -> ApplyReport:
+        """Verify and check every target, confirm, then act (unless dry run)."""
+        self.check_blast_radius()
+        report = ApplyReport(self.plan.plan_id, self.options.dry_run, self.journal_path)
+        if self.options.dry_run or self.journal_path is None:
+            if self.journal_path is not None:
+                self.state = replay(self.journal_path)
+            return self._run_phases(report, confirm)
+        journal = Journal(self.journal_path, self.plan.plan_id)
+        self.state = journal.open()
+        self.journal = journal
+        try:
+            return self._run_phases(report, confirm)
+        finally:
+            self.journal = None
+            journal.close()
+
+    def _run_phases(self, report: ApplyReport, confirm: Confirm | None) -> ApplyReport:
+        targets = [tp for tp in self.plan.targets if tp.chosen and not tp.error]
+        by_target = {self._target(tp): tp for tp in targets}
+        works: list[TargetWork] = []
+        for res in run_targets(
+            lambda t: self.verify(by_target[t]), list(by_target), self.options.concurrency
+        ):
+            if res.error is not None:
+                if isinstance(res.error, (PlanError, SafetyError)):
+                    raise res.error
+                report.target_errors.append(f"{res.target.label}: {res.error.one_line()}")
+            else:
+                assert res.value is not None
+                works.append(res.value)
+        for work in works:
+            self.check_permissions(work)
+        preview = ApplyPreview(
+            plan_id=self.plan.plan_id,
+            to_terminate=[(w.plan, f) for w in works for f in w.act],
+            skipped=[r for w in works for r in w.results],
+            snapshots=sum(len(f.deletable_volumes) for w in works for f in w.act),
+            already_done=sum(len(w.resumed) for w in works),
+        )
+        if self.options.dry_run:
+            for w in works:
+                for f in w.act:
+                    w.result(
+                        f,
+                        Outcome.WOULD_TERMINATE,
+                        f"{len(f.deletable_volumes)} volume(s) to back up first",
+                    )
+                for i in w.resumed:
+                    w.result(i, Outcome.TERMINATED, "terminated by an earlier run")
+            report.results = [r for w in works for r in w.results]
+            return report
+        if (
+            confirm is not None
+            and (preview.to_terminate or preview.already_done)
+            and not confirm(preview)
+        ):
+            raise SafetyError("not confirmed: nothing was changed")
+        self._record(
+            Event.APPLY_STARTED, run=self.state.runs + 1, to_terminate=len(preview.to_terminate)
+        )
+        for w in works:
+            for r in w.results:
+                self._record(Event.SKIPPED, instance_id=r.instance_id, reason=r.reason)
+        for done in run_targets(
+            lambda t: self.execute(_work_for(works, t)),
+            [self._target(w.plan) for w in works],
+            self.options.concurrency,
+        ):
+            if done.error is not None:
+                if isinstance(done.error, SafetyError):
+                    raise done.error
+                report.target_errors.append(f"{done.target.label}: {done.error.one_line()}")
+        report.results = [r for w in works for r in w.results]
+        self._record(
+            Event.APPLY_FINISHED,
+            terminated=report.count(Outcome.TERMINATED),
+            skipped=report.count(Outcome.SKIPPED),
+            failed=report.count(Outcome.FAILED),
+        )
+        return report
+
+
+def _work_for(works: Iterable[TargetWork], target: Target) -> TargetWork:
+    for w in works:
+        if (w.plan.account_id, w.plan.region) == (target.account_id, target.region):
+            return w
+    raise KeyError(target.label)
+
+
+def apply_plan(
+    plan: Plan,
+    factory: SessionFactory,
+    options: ApplyOptions,
+    journal_path: Path | None,
+    confirm: Confirm | None = None,
+    on_event: OnEvent | None = None,
+) -> ApplyReport:
+    """Apply ``plan``; see :class:`Executor` for the guarantees."""
+    return Executor(plan, factory, options, journal_path, on_event).run(confirm)

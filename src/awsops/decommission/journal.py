@@ -1,0 +1,196 @@
+"""The apply journal: append-only JSON lines beside the plan, flushed and fsync'd.
+
+Every mutating step is journaled *before* the call (intent) and *after* it (outcome).
+:meth:`Journal.replay` rebuilds what earlier runs did; a torn last line (a crash in the
+middle of a write) is ignored, since its action is re-derived from AWS on resume.
+An exclusive lock on the journal keeps two applies of one plan from running at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from awsops.errors import PlanError, UsageError
+
+
+class Event:
+    """Journal event names (stable on disk)."""
+
+    APPLY_STARTED = "apply-started"
+    SNAPSHOT_REQUESTED = "snapshot-requested"
+    SNAPSHOT_CREATED = "snapshot-created"
+    SNAPSHOT_COMPLETED = "snapshot-completed"
+    SNAPSHOT_FAILED = "snapshot-failed"
+    TERMINATE_REQUESTED = "terminate-requested"
+    TERMINATE_ACCEPTED = "terminate-accepted"
+    TERMINATED = "terminated"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    APPLY_FINISHED = "apply-finished"
+
+
+def journal_path_for(plan_path: str | Path) -> Path:
+    """``plan.json`` -> ``plan.journal.jsonl`` (same directory)."""
+    p = Path(plan_path)
+    stem = p.name[: -len(".json")] if p.name.endswith(".json") else p.name
+    return p.with_name(stem + ".journal.jsonl")
+
+
+@dataclass
+class InstanceRecord:
+    """What the journal says about one instance."""
+
+    snapshots: dict[str, str] = field(default_factory=dict)  # volume id -> snapshot id
+    completed: set[str] = field(default_factory=set)  # volume ids with completed snapshot
+    snapshot_requested: set[str] = field(default_factory=set)
+    terminate_requested: bool = False
+    terminate_accepted: bool = False
+    terminated: bool = False
+
+
+@dataclass
+class JournalState:
+    """The replayed journal."""
+
+    plan_id: str | None = None
+    runs: int = 0
+    instances: dict[str, InstanceRecord] = field(default_factory=dict)
+    events: int = 0
+    torn_lines: int = 0
+
+    def of(self, instance_id: str) -> InstanceRecord:
+        return self.instances.setdefault(instance_id, InstanceRecord())
+
+
+class Journal:
+    """An open, locked journal. Thread-safe :meth:`record`."""
+
+    def __init__(self, path: str | Path, plan_id: str) -> None:
+        self.path = Path(path)
+        self.plan_id = plan_id
+        self._lock = threading.Lock()
+        self._fh: IO[str] | None = None
+        self._seq = 0
+
+    def __enter__(self) -> Journal:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> JournalState:
+        """Lock the journal (or refuse if another apply holds it) and replay it."""
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while applying
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise UsageError(
+                f"another apply of this plan is running (journal {self.path} is locked)"
+            ) from None
+        self._fh = fh
+        state = replay(self.path)
+        if state.plan_id and state.plan_id != self.plan_id:
+            self.close()
+            raise PlanError(
+                f"journal {self.path} belongs to plan {state.plan_id}, not {self.plan_id}"
+            )
+        self._seq = state.events
+        if state.torn_lines:
+            # Make sure the next record starts on a fresh line.
+            fh.write("\n")
+            self._sync()
+        return state
+
+    def close(self) -> None:
+        if self._fh is not None:
+            try:
+                fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            finally:
+                self._fh.close()
+                self._fh = None
+
+    def _sync(self) -> None:
+        assert self._fh is not None
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def record(self, event: str, **data: Any) -> dict[str, Any]:
+        """Append one event and fsync before returning."""
+        if self._fh is None:
+            raise RuntimeError("journal is not open")
+        with self._lock:
+            self._seq += 1
+            entry = {
+                "seq": self._seq,
+                "ts": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "plan_id": self.plan_id,
+                "event": event,
+                **data,
+            }
+            self._fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            self._sync()
+        return entry
+
+
+def read_events(path: str | Path) -> Iterator[Mapping[str, Any]]:
+    """Every complete event of a journal; torn or garbled lines are skipped."""
+    p = Path(path)
+    if not p.exists():
+        return
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                yield {"event": "__torn__"}
+                continue
+            if isinstance(entry, dict) and "event" in entry:
+                yield entry
+
+
+def replay(path: str | Path) -> JournalState:
+    """Fold the journal into what is known to be done."""
+    state = JournalState()
+    for e in read_events(path):
+        name = e["event"]
+        if name == "__torn__":
+            state.torn_lines += 1
+            continue
+        state.events = max(state.events, int(e.get("seq", 0)))
+        state.plan_id = state.plan_id or e.get("plan_id")
+        iid = e.get("instance_id")
+        if name == Event.APPLY_STARTED:
+            state.runs += 1
+        elif name == Event.SNAPSHOT_REQUESTED and iid:
+            state.of(iid).snapshot_requested.add(e["volume_id"])
+        elif name == Event.SNAPSHOT_CREATED and iid:
+            state.of(iid).snapshots[e["volume_id"]] = e["snapshot_id"]
+        elif name == Event.SNAPSHOT_COMPLETED and iid:
+            rec = state.of(iid)
+            rec.snapshots[e["volume_id"]] = e["snapshot_id"]
+            rec.completed.add(e["volume_id"])
+        elif name == Event.SNAPSHOT_FAILED and iid:
+            rec = state.of(iid)
+            rec.snapshots.pop(e["volume_id"], None)
+            rec.completed.discard(e["volume_id"])
+        elif name == Event.TERMINATE_REQUESTED:
+            for i in e.get("instance_ids", []):
+                state.of(i).terminate_requested = True
+        elif name == Event.TERMINATE_ACCEPTED and iid:
+            state.of(iid).terminate_accepted = True
+        elif name == Event.TERMINATED and iid:
+            state.of(iid).terminated = True
+    return state

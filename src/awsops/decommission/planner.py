@@ -1,0 +1,181 @@
+"""Read-only planning: targets -> :class:`Plan`.
+
+For each (account, region): every page of stopped instances (server-side filter), the
+stop time of each (StateTransitionReason, optionally CloudTrail), the cheap checks,
+then for the remaining candidates termination protection, Auto Scaling membership and
+volume sizes, and the final decision. Nothing here changes anything in AWS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from awsops.clients import make_client
+from awsops.config import Target
+from awsops.decommission import inspect, pricing
+from awsops.decommission.model import (
+    Decision,
+    InstanceFacts,
+    Plan,
+    PlanCriteria,
+    SkipReason,
+    TargetPlan,
+)
+from awsops.decommission.rules import decide, eligible_before_attributes
+from awsops.decommission.stoptime import CloudTrailStopLookup
+from awsops.fanout import DEFAULT_CONCURRENCY, run_targets
+from awsops.session import SessionFactory
+
+LookupFactory = Callable[[Any, str], CloudTrailStopLookup]
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    plan: TargetPlan
+    lookups: int = 0
+
+
+class TargetPlanner:
+    """Plans one target. Thread-safe to call for different targets concurrently."""
+
+    def __init__(
+        self,
+        factory: SessionFactory,
+        criteria: PlanCriteria,
+        now: dt.datetime,
+        page_size: int = inspect.PAGE_SIZE,
+        lookup_factory: LookupFactory | None = None,
+    ) -> None:
+        self.factory = factory
+        self.criteria = criteria
+        self.now = now
+        self.page_size = page_size
+        self.lookup_factory = lookup_factory or (
+            lambda session, region: CloudTrailStopLookup(
+                make_client(session, "cloudtrail", region, factory.settings)
+            )
+        )
+
+    def __call__(self, target: Target) -> TargetPlan:
+        session = self.factory.for_target(target)
+        region = target.region
+        account = target.account_id or self.factory.account_id(session)
+        ec2 = make_client(session, "ec2", region, self.factory.settings)
+        lookup: CloudTrailStopLookup | None = None
+        skipped: list[Decision] = []
+        candidates: list[InstanceFacts] = []
+        examined = 0
+        for inst in inspect.iter_stopped(ec2, region, self.page_size):
+            examined += 1
+            facts = inspect.facts_from_instance(inst)
+            early = eligible_before_attributes(facts, account, self.criteria, self.now)
+            if (
+                early is not None
+                and early.reason == SkipReason.STOP_TIME_UNKNOWN
+                and self.criteria.cloudtrail
+            ):
+                lookup = lookup or self.lookup_factory(session, region)
+                facts = dataclasses.replace(facts, **_stop_fields(lookup.lookup(facts.instance_id)))
+                early = eligible_before_attributes(facts, account, self.criteria, self.now)
+            if early is not None:
+                skipped.append(early)
+            else:
+                candidates.append(facts)
+        chosen: list[InstanceFacts] = []
+        if candidates:
+            asg = make_client(session, "autoscaling", region, self.factory.settings)
+            for facts in inspect.enrich(ec2, asg, region, candidates):
+                decision = decide(facts, account, self.criteria, self.now)
+                if decision.terminate:
+                    chosen.append(facts)
+                else:
+                    skipped.append(decision)
+        return TargetPlan(
+            account_id=account,
+            region=region,
+            role_arn=target.role_arn,
+            external_id=target.external_id,
+            name=target.name,
+            examined=examined,
+            chosen=tuple(sorted(chosen, key=lambda f: f.instance_id)),
+            skipped=tuple(sorted(skipped, key=lambda d: d.facts.instance_id)),
+        )
+
+
+def _stop_fields(stop: Any) -> dict[str, Any]:
+    return {"stop_time": stop.at, "stop_source": stop.source}
+
+
+def summarize(targets: Sequence[TargetPlan]) -> dict[str, Any]:
+    """Counts by decision, the volumes termination would delete, and the saving."""
+    reasons: Counter[str] = Counter()
+    for t in targets:
+        reasons.update(d.reason or "?" for d in t.skipped)
+    deleted = [v for t in targets for f in t.chosen for v in f.deletable_volumes]
+    table = pricing.price_table()
+    est = pricing.estimate(deleted, table)
+    return {
+        "examined": sum(t.examined for t in targets),
+        "terminate": sum(len(t.chosen) for t in targets),
+        "skip": dict(sorted(reasons.items())),
+        "target_errors": sum(1 for t in targets if t.error),
+        "volumes_deleted": [
+            {"volume_id": v.volume_id, "size_gib": v.size_gib, "volume_type": v.volume_type}
+            for v in deleted
+        ],
+        "estimate": est.to_json(table),
+    }
+
+
+def build_plan(
+    factory: SessionFactory,
+    targets: Sequence[Target],
+    criteria: PlanCriteria,
+    *,
+    now: dt.datetime | None = None,
+    ttl_hours: float = 24.0,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    page_size: int = inspect.PAGE_SIZE,
+    lookup_factory: LookupFactory | None = None,
+    on_target: Callable[[TargetPlan], None] | None = None,
+) -> Plan:
+    """Plan every target (concurrently); a failing target is recorded with its error
+    and plans nothing, the others complete."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    planner = TargetPlanner(factory, criteria, now, page_size, lookup_factory)
+    results: list[tuple[Target, TargetPlan]] = []
+    for res in run_targets(planner, targets, concurrency):
+        if res.ok:
+            assert res.value is not None
+            tp = res.value
+        else:
+            t = res.target
+            assert res.error is not None
+            tp = TargetPlan(
+                account_id=t.account_id or "unknown",
+                region=t.region,
+                role_arn=t.role_arn,
+                external_id=t.external_id,
+                name=t.name,
+                error=res.error.one_line(),
+            )
+        results.append((res.target, tp))
+        if on_target:
+            on_target(tp)
+    order = {t: i for i, t in enumerate(targets)}
+    results.sort(key=lambda pair: order[pair[0]])
+    planned = [tp for _, tp in results]
+    return Plan(
+        plan_id=f"plan-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}",
+        created_at=now,
+        expires_at=now + dt.timedelta(hours=ttl_hours),
+        criteria=criteria,
+        targets=tuple(planned),
+        summary=summarize(planned),
+    )
