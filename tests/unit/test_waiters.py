@@ -24,11 +24,14 @@ from awsops.waiters import (
 )
 
 
+# One session for the module: its loader parses each service model once.
+_SESSION = boto3.Session(
+    aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+)
+
+
 def _client(service: str) -> Any:
-    session = boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-    return session.client(service, region_name="us-east-1")
+    return _SESSION.client(service, region_name="us-east-1")
 
 
 def _instances(*states: str, token: str | None = None, start: int = 0) -> dict[str, Any]:
