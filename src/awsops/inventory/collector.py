@@ -190,6 +190,8 @@ class InventoryRun:
         self._lock = threading.Lock()
         self._accounts: dict[str, str] = {}
         self._accounts_lock = threading.Lock()
+        self._sessions: dict[tuple[str | None, ...], tuple[threading.Lock, list[Any]]] = {}
+        self._sessions_lock = threading.Lock()
         self._pages = 0
         self._items = 0
         self._started = False
@@ -308,8 +310,22 @@ class InventoryRun:
         return False
 
     def _default_client(self, target: Target, service: str) -> Any:
-        session = self.factory.for_target(target)
-        return make_client(session, service, target.region, self.factory.settings)
+        """A client for the target, from one session per set of credentials.
+
+        Regions of one account share a session (its parsed service models and, for a
+        role, one AssumeRole): building a session per region re-reads every model.
+        Sessions are not thread-safe, so clients are built under the session's lock.
+        """
+        key = (target.role_arn, target.external_id, target.profile)
+        with self._sessions_lock:
+            entry = self._sessions.get(key)
+            if entry is None:
+                entry = self._sessions[key] = (threading.Lock(), [])
+        lock, holder = entry
+        with lock:
+            if not holder:
+                holder.append(self.factory.for_target(target))
+            return make_client(holder[0], service, target.region, self.factory.settings)
 
     def _account_of(self, target: Target) -> str:
         """The target's account id: from the target, else GetCallerIdentity once per
