@@ -185,9 +185,7 @@ def normalize_ids(ids: Iterable[str]) -> list[str]:
     return out
 
 
-def check_permissions(
-    client: EC2Client, method: str, params: Mapping[str, Any]
-) -> PermissionCheck:
+def check_permissions(client: EC2Client, method: str, params: Mapping[str, Any]) -> PermissionCheck:
     """Ask EC2 whether ``method`` (``stop_instances``...) with ``params`` would succeed.
 
     Sends the call with ``DryRun=True``: nothing changes. ``DryRunOperation`` ->

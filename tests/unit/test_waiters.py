@@ -23,7 +23,6 @@ from awsops.waiters import (
     wait_many,
 )
 
-
 # One session for the module: its loader parses each service model once.
 _SESSION = boto3.Session(
     aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
