@@ -40,8 +40,8 @@ def _client(service: str) -> Any:
     """A client for ``service`` in the command's region, from the one factory."""
     app = app_context()
     factory = app.factory()
-    region = app.default_region()
-    return make_client(factory.session(region), service, region, factory.settings)
+    region = app.default_region()  # validated when the factory was built
+    return make_client(factory.session(), service, region, factory.settings)
 
 
 def describe_attempt(attempt: WaitAttempt) -> str:
