@@ -96,12 +96,20 @@ class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
         )
 
 
+_REGIONS_LOCK = threading.Lock()
+_REGIONS: set[str] = set()
+
+
 def known_regions(session: boto3.Session) -> set[str]:
-    """Every region botocore knows for EC2 in any partition (offline, no API call)."""
-    regions: set[str] = set()
-    for partition in session.get_available_partitions():
-        regions.update(session.get_available_regions("ec2", partition_name=partition))
-    return regions
+    """Every region botocore knows for EC2 in any partition (offline, no API call).
+
+    Computed once per process: botocore's endpoint data does not change at run time.
+    """
+    with _REGIONS_LOCK:
+        if not _REGIONS:
+            for partition in session.get_available_partitions():
+                _REGIONS.update(session.get_available_regions("ec2", partition_name=partition))
+        return set(_REGIONS)
 
 
 class SessionFactory:

@@ -34,6 +34,7 @@ from awsops.errors import (
     AwsError,
     AwsopsError,
     DryRunSucceeded,
+    NotFoundError,
     PlanError,
     SafetyError,
     translate,
@@ -456,7 +457,7 @@ class Executor:
         to_wait = sorted({sid for s in pending.values() for sid in s.values()} - rec_completed)
         if to_wait:
             # On timeout or failure the describe below tells each snapshot's state.
-            with contextlib.suppress(WaiterTimeoutError, WaiterFailedError):
+            with contextlib.suppress(WaiterTimeoutError, WaiterFailedError, NotFoundError):
                 wait_many(
                     work.ec2,
                     "snapshot_completed",
@@ -559,7 +560,7 @@ class Executor:
     ) -> None:
         if not ids:
             return
-        with contextlib.suppress(WaiterTimeoutError, WaiterFailedError):  # described below
+        with contextlib.suppress(WaiterTimeoutError, WaiterFailedError, NotFoundError):  # described below
             wait_many(
                 work.ec2,
                 "instance_terminated",
