@@ -1,0 +1,478 @@
+"""Executor steps against exact EC2 response shapes (botocore Stubber on a real client):
+batch termination as AWS does it (per-AZ refusal terminates nothing) and as moto does it
+(earlier ids of a refused batch terminated anyway), the DryRun permission probes, and the
+blast-radius refusal that happens before any call. moto cannot show the AWS behaviour, so
+it is tested here; ``expected_params`` pins down every call that is made."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from awsops.decommission.executor import (
+    ApplyOptions,
+    Executor,
+    Outcome,
+    TargetWork,
+)
+from awsops.decommission.journal import Event, Journal, read_events, replay
+from awsops.decommission.model import (
+    InstanceFacts,
+    Plan,
+    PlanCriteria,
+    TargetPlan,
+    Volume,
+)
+from awsops.errors import OperationNotPermittedError, SafetyError
+from awsops.paginate import CallCounter
+from awsops.session import SessionFactory
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+ACCOUNT = "123456789012"
+A, B, C = "i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2", "i-0ccccccccccccccc3"
+
+
+def _facts(iid: str, deletable: bool = True) -> InstanceFacts:
+    return InstanceFacts(
+        instance_id=iid,
+        state="stopped",
+        stop_time=NOW - dt.timedelta(days=60),
+        stop_source="state-transition-reason",
+        launch_time=NOW - dt.timedelta(days=90),
+        tags={"Name": f"name-{iid[-1]}"},
+        volumes=(
+            Volume(f"vol-{iid[-1]}root", "/dev/xvda", deletable, 8, "gp3"),
+            Volume(f"vol-{iid[-1]}data", "/dev/sdf", False, 20, "gp2"),
+        ),
+        availability_zone="us-east-1a",
+        instance_type="t3.micro",
+        termination_protection=False,
+    )
+
+
+def _plan(*ids: str, examined: int | None = None, deletable: bool = True) -> Plan:
+    tp = TargetPlan(
+        account_id=ACCOUNT,
+        region="us-east-1",
+        examined=len(ids) if examined is None else examined,
+        chosen=tuple(_facts(i, deletable) for i in ids),
+    )
+    return Plan(
+        plan_id="plan-unit-1",
+        created_at=NOW,
+        expires_at=NOW + dt.timedelta(hours=24),
+        criteria=PlanCriteria(older_than_days=30, protect_tags=("awsops:protect",)),
+        targets=(tp,),
+    )
+
+
+@functools.cache
+def _factory() -> SessionFactory:
+    return SessionFactory(region="us-east-1", static_credentials=("testing", "testing"))
+
+
+@functools.cache
+def _session() -> boto3.Session:
+    # one session: its loader caches the EC2 model, so each fresh client is cheap
+    return boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+
+
+def _ec2() -> Any:
+    """A fresh client (Stubber and event hooks are per client)."""
+    return _session().client("ec2", region_name="us-east-1")
+
+
+def _executor(plan: Plan, **options: Any) -> Executor:
+    return Executor(plan, _factory(), ApplyOptions(**options), journal_path=None, now=lambda: NOW)
+
+
+def _work(plan: Plan, ec2: Any) -> TargetWork:
+    tp = plan.targets[0]
+    return TargetWork(tp, ec2, act=list(tp.chosen))
+
+
+def _terminating(*ids: str) -> dict[str, Any]:
+    return {
+        "TerminatingInstances": [
+            {
+                "InstanceId": i,
+                "CurrentState": {"Code": 32, "Name": "shutting-down"},
+                "PreviousState": {"Code": 80, "Name": "stopped"},
+            }
+            for i in ids
+        ]
+    }
+
+
+_CODES = {"stopped": 80, "shutting-down": 32, "terminated": 48, "running": 16}
+
+
+def _described(**states: str) -> dict[str, Any]:
+    return {
+        "Reservations": [
+            {
+                "ReservationId": "r-1",
+                "OwnerId": ACCOUNT,
+                "Instances": [
+                    {"InstanceId": i, "State": {"Code": _CODES[s], "Name": s}}
+                    for i, s in states.items()
+                ],
+            }
+        ]
+    }
+
+
+def _describe_params(*ids: str) -> dict[str, Any]:
+    return {"Filters": [{"Name": "instance-id", "Values": list(ids)}], "MaxResults": 1000}
+
+
+def _not_permitted(stub: Stubber, *ids: str) -> None:
+    stub.add_client_error(
+        "terminate_instances",
+        service_error_code="OperationNotPermitted",
+        service_message=(
+            f"The instance '{ids[-1]}' may not be terminated. Modify its "
+            "'disableApiTermination' instance attribute and try again."
+        ),
+        http_status_code=400,
+        expected_params={"InstanceIds": list(ids)},
+    )
+
+
+# --- (a) AWS: a refused batch terminates nothing ------------------------------------------
+
+
+def test_refused_batch_is_described_then_retried_one_by_one_aws_behaviour() -> None:
+    plan = _plan(A, B, C)
+    ec2 = _ec2()
+    ex = _executor(plan)
+    work = _work(plan, ec2)
+    with Stubber(ec2) as stub:
+        _not_permitted(stub, A, B, C)  # B is protected: AWS refuses the whole batch
+        stub.add_response(
+            "describe_instances",
+            _described(**{A: "stopped", B: "stopped", C: "stopped"}),
+            _describe_params(A, B, C),
+        )
+        stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
+        _not_permitted(stub, B)
+        stub.add_response("describe_instances", _described(**{B: "stopped"}), _describe_params(B))
+        stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
+        accepted, failed = ex._terminate(work, [A, B, C])
+        stub.assert_no_pending_responses()
+    assert accepted == [A, C]
+    assert list(failed) == [B]
+    err = failed[B]
+    assert isinstance(err, OperationNotPermittedError)
+    assert err.code == "OperationNotPermitted"
+    assert err.operation == "TerminateInstances" and err.account_id == ACCOUNT
+    for i in (A, B, C):
+        assert ex.state.of(i).terminate_requested
+    assert ex.state.of(A).terminate_accepted and ex.state.of(C).terminate_accepted
+    assert not ex.state.of(B).terminate_accepted
+
+
+def test_refused_batch_is_journaled_intent_then_outcome(tmp_path: Path) -> None:
+    plan = _plan(A, B, C)
+    ec2 = _ec2()
+    ex = _executor(plan)
+    journal = Journal(tmp_path / "plan.journal.jsonl", plan.plan_id)
+    ex.state = journal.open()
+    ex.journal = journal
+    try:
+        with Stubber(ec2) as stub:
+            _not_permitted(stub, A, B, C)
+            stub.add_response(
+                "describe_instances",
+                _described(**{A: "stopped", B: "stopped", C: "stopped"}),
+                _describe_params(A, B, C),
+            )
+            stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
+            _not_permitted(stub, B)
+            stub.add_response(
+                "describe_instances", _described(**{B: "stopped"}), _describe_params(B)
+            )
+            stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
+            ex._terminate(_work(plan, ec2), [A, B, C])
+            stub.assert_no_pending_responses()
+    finally:
+        journal.close()
+    events = [
+        (e["event"], e.get("instance_ids") or e.get("instance_id"))
+        for e in read_events(journal.path)
+    ]
+    assert events == [
+        (Event.TERMINATE_REQUESTED, [A, B, C]),
+        (Event.TERMINATE_REQUESTED, [A]),
+        (Event.TERMINATE_ACCEPTED, A),
+        (Event.TERMINATE_REQUESTED, [B]),
+        (Event.TERMINATE_REQUESTED, [C]),
+        (Event.TERMINATE_ACCEPTED, C),
+    ]
+    state = replay(journal.path)
+    assert state.instances[A].terminate_accepted and state.instances[C].terminate_accepted
+    assert state.instances[B].terminate_requested and not state.instances[B].terminate_accepted
+
+
+def test_execute_reports_the_protected_instance_failed_and_the_others_terminated() -> None:
+    """The whole per-target step for instances with nothing to back up."""
+    plan = _plan(A, B, C, deletable=False)
+    ec2 = _ec2()
+    ex = _executor(plan, terminate_delay=0, terminate_max_attempts=2)
+    work = _work(plan, ec2)
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "describe_snapshots",
+            {"Snapshots": []},
+            {
+                "OwnerIds": ["self"],
+                "Filters": [{"Name": "tag:awsops:plan-id", "Values": [plan.plan_id]}],
+            },
+        )
+        _not_permitted(stub, A, B, C)
+        stub.add_response(
+            "describe_instances",
+            _described(**{A: "stopped", B: "stopped", C: "stopped"}),
+            _describe_params(A, B, C),
+        )
+        stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
+        _not_permitted(stub, B)
+        stub.add_response("describe_instances", _described(**{B: "stopped"}), _describe_params(B))
+        stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
+        # the waiter, then the final look
+        stub.add_response(
+            "describe_instances",
+            _described(**{A: "terminated", C: "terminated"}),
+            {"InstanceIds": [A, C]},
+        )
+        stub.add_response(
+            "describe_instances",
+            _described(**{A: "terminated", C: "terminated"}),
+            _describe_params(A, C),
+        )
+        ex.execute(work)
+        stub.assert_no_pending_responses()
+    by_id = {r.instance_id: r for r in work.results}
+    assert by_id[A].outcome == by_id[C].outcome == Outcome.TERMINATED
+    assert by_id[B].outcome == Outcome.FAILED
+    assert by_id[B].code == "OperationNotPermitted"
+    assert "terminate failed" in by_id[B].reason and "\n" not in by_id[B].reason
+    assert by_id[A].name == "name-1"
+
+
+# --- (b) moto: earlier ids of a refused batch were terminated anyway ---------------------
+
+
+def test_partially_applied_batch_is_accepted_without_a_second_call() -> None:
+    plan = _plan(A, B, C)
+    ec2 = _ec2()
+    ex = _executor(plan)
+    work = _work(plan, ec2)
+    with Stubber(ec2) as stub:
+        _not_permitted(stub, A, B, C)
+        stub.add_response(
+            "describe_instances",
+            _described(**{A: "shutting-down", B: "stopped", C: "stopped"}),
+            _describe_params(A, B, C),
+        )
+        # no TerminateInstances for A: the next expected call names B alone
+        _not_permitted(stub, B)
+        stub.add_response("describe_instances", _described(**{B: "stopped"}), _describe_params(B))
+        stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
+        accepted, failed = ex._terminate(work, [A, B, C])
+        stub.assert_no_pending_responses()
+    assert sorted(accepted) == [A, C]
+    assert list(failed) == [B] and failed[B].code == "OperationNotPermitted"
+    assert ex.state.of(A).terminate_accepted
+
+
+def test_single_refusal_that_did_terminate_is_accepted() -> None:
+    plan = _plan(A)
+    ec2 = _ec2()
+    ex = _executor(plan)
+    with Stubber(ec2) as stub:
+        stub.add_client_error(
+            "terminate_instances",
+            service_error_code="InternalError",
+            http_status_code=500,
+            expected_params={"InstanceIds": [A]},
+        )
+        stub.add_response(
+            "describe_instances", _described(**{A: "terminated"}), _describe_params(A)
+        )
+        accepted, failed = ex._terminate(_work(plan, ec2), [A])
+        stub.assert_no_pending_responses()
+    assert accepted == [A] and failed == {}
+
+
+def test_batch_that_succeeds_is_one_call() -> None:
+    plan = _plan(A, B, C)
+    ec2 = _ec2()
+    ex = _executor(plan)
+    with Stubber(ec2) as stub:
+        stub.add_response("terminate_instances", _terminating(A, B, C), {"InstanceIds": [A, B, C]})
+        accepted, failed = ex._terminate(_work(plan, ec2), [A, B, C])
+        stub.assert_no_pending_responses()
+    assert accepted == [A, B, C] and failed == {}
+
+
+# --- (c) DryRun permission probes ---------------------------------------------------------
+
+
+def _dry_run_ok(stub: Stubber, method: str, params: dict[str, Any]) -> None:
+    stub.add_client_error(
+        method,
+        service_error_code="DryRunOperation",
+        service_message="Request would have succeeded, but DryRun flag is set.",
+        http_status_code=412,
+        expected_params=params,
+    )
+
+
+def _counted_ec2() -> tuple[Any, CallCounter]:
+    ec2 = _ec2()
+    counter = CallCounter()
+    counter.attach(ec2)
+    return ec2, counter
+
+
+def test_check_permissions_passes_on_dry_run_operation() -> None:
+    plan = _plan(A, B)
+    ec2, counter = _counted_ec2()
+    with Stubber(ec2) as stub:
+        _dry_run_ok(stub, "terminate_instances", {"InstanceIds": [A], "DryRun": True})
+        _dry_run_ok(stub, "create_snapshot", {"VolumeId": "vol-1root", "DryRun": True})
+        _executor(plan).check_permissions(_work(plan, ec2))
+        stub.assert_no_pending_responses()
+    assert dict(counter.calls) == {"TerminateInstances": 1, "CreateSnapshot": 1}
+
+
+def test_check_permissions_without_deletable_volumes_probes_terminate_only() -> None:
+    plan = _plan(A, deletable=False)
+    ec2, counter = _counted_ec2()
+    with Stubber(ec2) as stub:
+        _dry_run_ok(stub, "terminate_instances", {"InstanceIds": [A], "DryRun": True})
+        _executor(plan).check_permissions(_work(plan, ec2))
+        stub.assert_no_pending_responses()
+    assert dict(counter.calls) == {"TerminateInstances": 1}
+
+
+def test_check_permissions_refuses_when_terminate_is_unauthorized() -> None:
+    plan = _plan(A, B)
+    ec2, counter = _counted_ec2()
+    with Stubber(ec2) as stub:
+        stub.add_client_error(
+            "terminate_instances",
+            service_error_code="UnauthorizedOperation",
+            service_message="You are not authorized to perform this operation.",
+            http_status_code=403,
+            expected_params={"InstanceIds": [A], "DryRun": True},
+        )
+        with pytest.raises(SafetyError) as info:
+            _executor(plan).check_permissions(_work(plan, ec2))
+        stub.assert_no_pending_responses()
+    text = info.value.one_line()
+    assert "ec2:TerminateInstances" in text and "UnauthorizedOperation" in text
+    assert f"{ACCOUNT}/us-east-1" in text and "nothing was changed" in text
+    assert info.value.exit_code == 3
+    assert dict(counter.calls) == {"TerminateInstances": 1}  # CreateSnapshot never probed
+
+
+def test_check_permissions_refuses_when_snapshot_is_unauthorized() -> None:
+    plan = _plan(A)
+    ec2, counter = _counted_ec2()
+    with Stubber(ec2) as stub:
+        _dry_run_ok(stub, "terminate_instances", {"InstanceIds": [A], "DryRun": True})
+        stub.add_client_error(
+            "create_snapshot",
+            service_error_code="UnauthorizedOperation",
+            http_status_code=403,
+            expected_params={"VolumeId": "vol-1root", "DryRun": True},
+        )
+        with pytest.raises(SafetyError, match="ec2:CreateSnapshot"):
+            _executor(plan).check_permissions(_work(plan, ec2))
+        stub.assert_no_pending_responses()
+    assert dict(counter.calls) == {"TerminateInstances": 1, "CreateSnapshot": 1}
+
+
+def test_check_permissions_refuses_a_dry_run_that_was_not_dry() -> None:
+    """An endpoint that ignores DryRun and answers success must stop the apply."""
+    plan = _plan(A)
+    ec2 = _ec2()
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "terminate_instances", _terminating(A), {"InstanceIds": [A], "DryRun": True}
+        )
+        with pytest.raises(SafetyError, match="did not answer DryRunOperation"):
+            _executor(plan).check_permissions(_work(plan, ec2))
+        stub.assert_no_pending_responses()
+
+
+def test_check_permissions_with_nothing_to_do_calls_nothing() -> None:
+    plan = _plan(A)
+    ec2, counter = _counted_ec2()
+    with Stubber(ec2):
+        _executor(plan).check_permissions(TargetWork(plan.targets[0], ec2, act=[]))
+    assert counter.total_calls == 0
+
+
+# --- (d) blast radius ---------------------------------------------------------------------
+
+
+class NoCalls:
+    """A session factory that fails the test if the executor touches it."""
+
+    settings = None
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the executor used the factory ({name}) before refusing")
+
+
+def _run_refused(plan: Plan, **options: Any) -> SafetyError:
+    ex = Executor(plan, NoCalls(), ApplyOptions(**options), journal_path=None)  # type: ignore[arg-type]
+    with pytest.raises(SafetyError) as info:
+        ex.run(confirm=lambda _p: pytest.fail("asked to confirm"))
+    return info.value
+
+
+def test_max_instances_refuses_before_any_call(tmp_path: Path) -> None:
+    err = _run_refused(_plan(A, B, C), max_instances=2)
+    assert "3 instances" in err.one_line() and "--max-instances 2" in err.one_line()
+    assert err.exit_code == 3
+
+
+def test_max_percent_refuses_before_any_call() -> None:
+    err = _run_refused(_plan(A, B, C, examined=4), max_percent=50)
+    text = err.one_line()
+    assert "3 of 4" in text and "--max-percent 50" in text and ACCOUNT in text
+
+
+def test_blast_radius_refusal_writes_no_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "plan.journal.jsonl"
+    ex = Executor(_plan(A, B), NoCalls(), ApplyOptions(max_instances=1), journal)  # type: ignore[arg-type]
+    with pytest.raises(SafetyError):
+        ex.run()
+    assert not journal.exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "examined"),
+    [
+        ({"max_instances": 3}, 3),
+        ({"max_percent": 75.0}, 4),
+        ({"max_percent": 100.0}, 3),
+        ({"max_instances": 3, "max_percent": 75.0}, 4),
+        ({}, 3),
+    ],
+)
+def test_blast_radius_limits_are_inclusive(options: dict[str, Any], examined: int) -> None:
+    _executor(_plan(A, B, C, examined=examined), **options).check_blast_radius()
