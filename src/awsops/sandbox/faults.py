@@ -53,7 +53,7 @@ import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -641,6 +641,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(spec.latency_ms / 1000.0)
         status, headers, data = self._forward(body)
         proxy.stats.record(info.name, fault, forwarded=True)
+        for tap in list(proxy.taps):
+            tap(info, status, data)
         if info.mutating:
             proxy.stats.add_mutation(
                 parse_mutation(info, status, data, delivered=fault not in ("reset", "truncate"))
@@ -717,7 +719,10 @@ class _ProxyServer(ThreadingHTTPServer):
 class FaultProxy:
     """The proxy, in process: ``with FaultProxy(upstream, spec) as proxy: proxy.url``.
 
-    ``stats`` is live; ``set_spec`` changes the faults of the next requests.
+    ``stats`` is live; ``set_spec`` changes the faults of the next requests. Each
+    callable in ``taps`` is called with ``(call, status, body)`` for every answer the
+    server gave (before any cut), on the proxy's threads: tests use it to learn what the
+    server handed out, e.g. the credentials of an AssumeRole answer.
     """
 
     def __init__(
@@ -730,6 +735,7 @@ class FaultProxy:
             )
         self.upstream: tuple[str, int] = (parsed.hostname, parsed.port)
         self.stats = FaultStats()
+        self.taps: list[Callable[[CallInfo, int, bytes], None]] = []
         self._spec_lock = threading.Lock()
         self._rng = random.Random()
         self.spec = FaultSpec()
