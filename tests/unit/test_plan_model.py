@@ -433,11 +433,6 @@ def test_torn_last_line_is_ignored_and_next_record_starts_a_new_line(tmp_path: P
     assert not state.instances["i-1"].terminated
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="journal.py Journal.open only starts a new line when a torn line was found; a "
-    "complete last record without its newline gets the next record glued to it",
-)
 def test_complete_last_record_without_its_newline_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
     with Journal(path, "plan-a") as journal:

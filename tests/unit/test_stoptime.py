@@ -268,11 +268,6 @@ def _failed(name: str, when: dt.datetime, code: str, n: int = 0) -> dict[str, An
     return event
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stoptime.py CloudTrailStopLookup.lookup treats a StopInstances event whose "
-    "CloudTrailEvent carries an errorCode (DryRun, UnauthorizedOperation) as a stop",
-)
 @pytest.mark.parametrize(
     ("events", "expected"),
     [

@@ -35,6 +35,7 @@ from awsops.errors import (
     AwsopsError,
     DryRunSucceeded,
     NotFoundError,
+    OtherAwsError,
     PlanError,
     SafetyError,
     translate,
@@ -279,7 +280,7 @@ class Executor:
             rec = self.state.instances.get(planned.instance_id)
             inst = current.get(planned.instance_id)
             if inst is None:
-                if rec is not None and (rec.terminate_accepted or rec.terminated):
+                if rec is not None and rec.terminate_requested:
                     # Terminated by an earlier run and already gone from describe.
                     work.resumed.append(planned.instance_id)
                 else:
@@ -548,7 +549,21 @@ class Executor:
                     accepted += ok
                     failed.update(bad)
         else:
-            accepted += [t["InstanceId"] for t in resp.get("TerminatingInstances", [])]
+            listed = {t["InstanceId"] for t in resp.get("TerminatingInstances", [])}
+            accepted += [i for i in ids if i in listed]
+            missing = [i for i in ids if i not in listed]
+            if missing:  # not expected from EC2: look rather than assume
+                now = inspect.describe_by_ids(work.ec2, work.plan.region, missing)
+                for i in missing:
+                    if now.get(i, {}).get("State", {}).get("Name") in TERMINATING:
+                        accepted.append(i)
+                    else:
+                        failed[i] = OtherAwsError(
+                            "TerminateInstances did not list the instance as terminating",
+                            code="NotTerminating",
+                            operation="TerminateInstances",
+                            region=work.plan.region,
+                        )
         for i in accepted:
             if not self.state.of(i).terminate_accepted:
                 self.state.of(i).terminate_accepted = True
@@ -560,7 +575,9 @@ class Executor:
     ) -> None:
         if not ids:
             return
-        with contextlib.suppress(WaiterTimeoutError, WaiterFailedError, NotFoundError):  # described below
+        with contextlib.suppress(
+            WaiterTimeoutError, WaiterFailedError, NotFoundError
+        ):  # described below
             wait_many(
                 work.ec2,
                 "instance_terminated",

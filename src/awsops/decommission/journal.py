@@ -105,8 +105,9 @@ class Journal:
                 f"journal {self.path} belongs to plan {state.plan_id}, not {self.plan_id}"
             )
         self._seq = state.events
-        if state.torn_lines:
-            # Make sure the next record starts on a fresh line.
+        if _ends_mid_line(self.path):
+            # A crash between a record and its newline: start the next record on a
+            # fresh line so the two never merge into one unreadable line.
             fh.write("\n")
             self._sync()
         return state
@@ -140,6 +141,15 @@ class Journal:
             self._fh.write(json.dumps(entry, sort_keys=True) + "\n")
             self._sync()
         return entry
+
+
+def _ends_mid_line(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return False
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) != b"\n"
 
 
 def read_events(path: str | Path) -> Iterator[Mapping[str, Any]]:

@@ -320,7 +320,7 @@ def parse_plan(
     if not isinstance(raw, Mapping) or raw.get("kind") != PLAN_KIND:
         raise PlanError(f"{source} is not an awsops decommission plan")
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise PlanError(
             f"{source} has plan schema version {version!r}; this awsops reads version "
             f"{SCHEMA_VERSION}: make a new plan"

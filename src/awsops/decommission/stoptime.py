@@ -8,6 +8,7 @@ yesterday must never look long-stopped.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import threading
 import time
@@ -99,6 +100,17 @@ def from_instance(instance: Mapping[str, Any]) -> StopTime:
     return StopTime(at, SOURCE_REASON) if at else UNKNOWN
 
 
+def _refused(event: Mapping[str, Any]) -> bool:
+    """True if CloudTrail recorded the call as failed (it carries an errorCode)."""
+    detail = event.get("CloudTrailEvent")
+    if not isinstance(detail, str):
+        return False
+    try:
+        return bool(json.loads(detail).get("errorCode"))
+    except (ValueError, AttributeError):
+        return False
+
+
 class RateLimiter:
     """At most ``rate`` acquisitions per second (thread-safe), by spacing them out."""
 
@@ -177,6 +189,8 @@ class CloudTrailStopLookup:
             )
             for event in events:
                 name = event.get("EventName")
+                if _refused(event):
+                    continue  # a DryRun probe or a denied call changed nothing
                 if name == "StopInstances":
                     return StopTime(
                         event["EventTime"].astimezone(dt.timezone.utc), SOURCE_CLOUDTRAIL
