@@ -189,7 +189,11 @@ def load_targets_file(path: str | Path, default_regions: Sequence[str] = ()) -> 
             f"{where}: regions must be a non-empty list of region names",
         )
         for r in regions:
-            _expect(bool(REGION_RE.match(r)), p, f"{where}: {r!r} is not a region name")
+            _expect(
+                bool(REGION_RE.match(r)) or (r == "all" and len(regions) == 1),
+                p,
+                f"{where}: {r!r} is not a region name",
+            )
         ext = entry.get("external_id")
         _expect(ext is None or isinstance(ext, str), p, f"{where}: external_id must be a string")
         name = entry.get("name")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import boto3
 import click
 
 from awsops.config import ClientSettings, Target, load_targets_file, parse_region_list
@@ -80,6 +82,14 @@ class AppContext:
             specs = load_targets_file(targets_file, default_regions=wanted)
             out = []
             for spec in specs:
+                if spec.regions == ("all",):
+                    # The account's own enabled regions, seen through its role.
+                    probe = Target(region=self.default_region(), account_id=spec.account_id,
+                                   role_arn=spec.role_arn, external_id=spec.external_id,
+                                   name=spec.name, profile=spec.profile)
+                    spec = dataclasses.replace(
+                        spec, regions=tuple(enabled_regions(factory, factory.for_target(probe)))
+                    )
                 for t in spec.targets():
                     factory.validate_region(t.region)
                     out.append(t)
@@ -91,12 +101,13 @@ class AppContext:
         return [Target(region=factory.validate_region(r), profile=self.profile) for r in wanted]
 
 
-def enabled_regions(factory: SessionFactory) -> list[str]:
-    """The regions enabled for the account (DescribeRegions)."""
+def enabled_regions(factory: SessionFactory, session: boto3.Session | None = None) -> list[str]:
+    """The regions enabled for the account of ``session`` (one DescribeRegions call)."""
     from awsops.clients import make_client
     from awsops.errors import aws_errors
 
-    ec2 = make_client(factory.session(), "ec2", settings=factory.settings)
+    session = session or factory.session()
+    ec2 = make_client(session, "ec2", settings=factory.settings)
     with aws_errors(operation="DescribeRegions", region=factory.region):
         resp = ec2.describe_regions(
             Filters=[{"Name": "opt-in-status", "Values": ["opt-in-not-required", "opted-in"]}]
