@@ -65,7 +65,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     tr = terminalreporter
     tr.write_sep("=", "reliability figures")
     for key in sorted(FIGURES):
-        tr.write_line(f"{key:<40} {FIGURES[key]:>10}")
+        tr.write_line(f"{key:<64} {FIGURES[key]:>8}")
     by_file: Counter[str] = Counter()
     for nodeid, seconds in DURATIONS.items():
         by_file[nodeid.split("::")[0]] += seconds  # type: ignore[assignment]

@@ -591,7 +591,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._upstream.close()
 
     def do_GET(self) -> None:
-        self._handle()
+        try:
+            self._handle()
+        except (BrokenPipeError, ConnectionResetError):  # the client went away: its loss
+            self.close_connection = True
 
     do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_GET
 
