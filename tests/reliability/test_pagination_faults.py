@@ -6,9 +6,13 @@ The clients use awsops' production retry settings (adaptive mode, 10 attempts).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from awsops.paginate import CallCounter, PageStats, iter_items
+from tests.helpers import invoke
 from tests.reliability.conftest import Proxied, record_proxy, scaled
 
 RESERVATIONS = scaled(24)
@@ -118,3 +122,40 @@ def test_truncated_bodies_are_retried(proxied: Proxied) -> None:
     ]
     record_proxy(proxied.proxy, items_checked=len(got))
     assert sorted(got) == sorted(seeded)
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param("error5xx=0.2,reset=0.15,seed=21", id="5xx-and-resets"),
+        pytest.param("throttle=0.1,error5xx=0.1,reset=0.1,latency=5ms,seed=22", id="mixed"),
+    ],
+)
+def test_inventory_cli_loses_and_repeats_nothing(
+    proxied: Proxied,
+    proxy_home: Path,
+    faults: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seeded = _seed_instances(proxied)
+    proxied.proxy.set_spec(faults)
+    result = invoke(
+        [
+            "--sandbox",
+            "inventory",
+            "ec2-instances",
+            "--regions",
+            "us-east-1",
+            "--page-size",
+            "5",
+            "--output",
+            "jsonl",
+        ],
+        capsys,
+    )
+    snap = proxied.proxy.stats.snapshot()
+    assert result.code == 0, result.stderr
+    ids = [json.loads(line)["instance_id"] for line in result.stdout.splitlines() if line]
+    record_proxy(proxied.proxy, items_checked=len(ids))
+    assert len(ids) == len(set(ids)) == len(seeded) and set(ids) == seeded
+    assert snap["total_faults"] > 0
