@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from awsops.errors import AwsError, AwsopsError, OtherAwsError, SafetyError, UsageError, translate
+from awsops.errors import AwsError, AwsopsError, SafetyError, UsageError, translate
 from awsops.waiters import OnAttempt, chunked, wait_many
 
 if TYPE_CHECKING:
@@ -213,10 +213,10 @@ def check_permissions(client: EC2Client, method: str, params: Mapping[str, Any])
         raise translate(exc, operation=operation, region=region) from exc
     except BotoCoreError as exc:
         raise translate(exc, operation=operation, region=region) from exc
-    raise OtherAwsError(
-        f"{operation} with DryRun=True returned without a DryRun answer",
-        operation=operation,
-        region=region,
+    # The endpoint ignored DryRun and may have acted: nothing after this may run.
+    raise SafetyError(
+        f"{operation} with DryRun=True did not answer DryRunOperation ({region}); the "
+        "endpoint may have carried it out: refusing to go on"
     )
 
 

@@ -14,26 +14,35 @@ Invariants kept here (and tested by property):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from awsops.clients import make_client
 from awsops.config import Target
 from awsops.decommission import inspect
 from awsops.decommission.journal import Event, Journal, JournalState, replay
-from awsops.decommission.model import InstanceFacts, Plan, PlanCriteria, TargetPlan
-from awsops.decommission.rules import decide
+from awsops.decommission.model import InstanceFacts, Plan, TargetPlan
+from awsops.decommission.outcomes import (
+    ApplyOptions,
+    ApplyPreview,
+    ApplyReport,
+    InstanceResult,
+    Outcome,
+    TargetWork,
+)
+from awsops.decommission.verify import (
+    TERMINATING,
+    check_blast_radius,
+    check_permissions,
+    target_of,
+    verify_target,
+)
 from awsops.errors import (
-    AccessDeniedError,
     AwsError,
     AwsopsError,
-    DryRunSucceeded,
     NotFoundError,
     OtherAwsError,
     PlanError,
@@ -45,166 +54,22 @@ from awsops.paginate import iter_items
 from awsops.session import SessionFactory
 from awsops.waiters import WaiterFailedError, WaiterTimeoutError, chunked, wait_many
 
-TERMINATING = ("shutting-down", "terminated")
+__all__ = [
+    "ApplyOptions",
+    "ApplyPreview",
+    "ApplyReport",
+    "Executor",
+    "InstanceResult",
+    "Outcome",
+    "TargetWork",
+    "apply_plan",
+]
+
+OnEvent = Callable[[Mapping[str, Any]], None]
+Confirm = Callable[[ApplyPreview], bool]
 TAG_PLAN = "awsops:plan-id"
 TAG_INSTANCE = "awsops:instance-id"
 TAG_VOLUME = "awsops:volume-id"
-
-
-class Outcome:
-    TERMINATED = "terminated"
-    WOULD_TERMINATE = "would-terminate"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class ApplyOptions:
-    """How to apply. Waiter delays are seconds between polls."""
-
-    dry_run: bool = False
-    batch_size: int = 50
-    max_instances: int | None = None
-    max_percent: float | None = None
-    protect_tags: tuple[str, ...] = ()
-    account_allowlist: tuple[str, ...] = ()
-    account_denylist: tuple[str, ...] = ()
-    snapshot_delay: float = 15.0
-    snapshot_max_attempts: int = 240
-    terminate_delay: float = 15.0
-    terminate_max_attempts: int = 80
-    concurrency: int = 4
-
-    def criteria(self, planned: PlanCriteria) -> PlanCriteria:
-        """The plan's rules tightened by apply-time config (never loosened)."""
-        allow = planned.account_allowlist
-        if self.account_allowlist:
-            allow = (
-                tuple(a for a in allow if a in self.account_allowlist)
-                if allow
-                else self.account_allowlist
-            ) or ("-none-",)
-        return dataclasses.replace(
-            planned,
-            protect_tags=tuple(dict.fromkeys((*planned.protect_tags, *self.protect_tags))),
-            account_allowlist=allow,
-            account_denylist=tuple(
-                dict.fromkeys((*planned.account_denylist, *self.account_denylist))
-            ),
-        )
-
-
-@dataclass(frozen=True)
-class InstanceResult:
-    account_id: str
-    region: str
-    instance_id: str
-    name: str
-    outcome: str
-    reason: str = ""
-    code: str | None = None
-    snapshots: Mapping[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "account_id": self.account_id,
-            "region": self.region,
-            "instance_id": self.instance_id,
-            "name": self.name,
-            "outcome": self.outcome,
-            "reason": self.reason,
-            "code": self.code,
-            "snapshots": dict(self.snapshots),
-        }
-
-
-@dataclass
-class ApplyReport:
-    plan_id: str
-    dry_run: bool
-    journal: Path | None
-    results: list[InstanceResult] = field(default_factory=list)
-    target_errors: list[str] = field(default_factory=list)
-
-    def count(self, outcome: str) -> int:
-        return sum(1 for r in self.results if r.outcome == outcome)
-
-    @property
-    def ok(self) -> bool:
-        return not self.target_errors and self.count(Outcome.FAILED) == 0
-
-
-@dataclass
-class TargetWork:
-    """One target after verification: what is to be done there."""
-
-    plan: TargetPlan
-    ec2: Any
-    act: list[InstanceFacts] = field(default_factory=list)  # verified, to back up + terminate
-    resumed: list[str] = field(default_factory=list)  # terminated by an earlier run (maybe
-    # still shutting down)
-    results: list[InstanceResult] = field(default_factory=list)
-
-    def result(
-        self,
-        facts: InstanceFacts | str,
-        outcome: str,
-        reason: str = "",
-        code: str | None = None,
-        snapshots: Mapping[str, str] | None = None,
-    ) -> InstanceResult:
-        iid = facts if isinstance(facts, str) else facts.instance_id
-        name = "" if isinstance(facts, str) else facts.name
-        if not name:
-            name = next((f.name for f in self.plan.chosen if f.instance_id == iid), "")
-        res = InstanceResult(
-            self.plan.account_id,
-            self.plan.region,
-            iid,
-            name,
-            outcome,
-            reason,
-            code,
-            dict(snapshots or {}),
-        )
-        self.results.append(res)
-        return res
-
-
-OnEvent = Callable[[Mapping[str, Any]], None]
-Confirm = Callable[["ApplyPreview"], bool]
-
-
-@dataclass(frozen=True)
-class ApplyPreview:
-    """What apply is about to do, shown before confirmation."""
-
-    plan_id: str
-    to_terminate: list[tuple[TargetPlan, InstanceFacts]]
-    skipped: list[InstanceResult]
-    snapshots: int
-    already_done: int
-
-
-def _volume_key(facts: InstanceFacts) -> list[tuple[str, str, bool]]:
-    return sorted((v.volume_id, v.device, v.delete_on_termination) for v in facts.volumes)
-
-
-def _differences(planned: InstanceFacts, now: InstanceFacts) -> list[str]:
-    """What changed between plan and reality, in words (empty: still matches)."""
-    diffs = []
-    if now.state != planned.state:
-        diffs.append(f"state {planned.state} -> {now.state}")
-    if planned.stop_source != "cloudtrail" and now.stop_time != planned.stop_time:
-        diffs.append("stop time changed (restarted and stopped again?)")
-    if planned.stop_source == "cloudtrail" and now.stop_time is not None:
-        diffs.append("stopped again since the plan")
-    if dict(now.tags) != dict(planned.tags):
-        changed = sorted(set(now.tags.items()) ^ set(planned.tags.items()))
-        diffs.append("tags changed: " + ", ".join(k for k, _ in changed))
-    if _volume_key(now) != _volume_key(planned):
-        diffs.append("attached volumes or DeleteOnTermination changed")
-    return diffs
 
 
 class Executor:
@@ -237,124 +102,15 @@ class Executor:
         if self.on_event:
             self.on_event(entry)
 
-    # -- phase A: read-only --------------------------------------------------------
+    # -- phase A: read-only (see awsops.decommission.verify) -------------------------
     def check_blast_radius(self) -> None:
-        """Refuse before any API call if the plan exceeds the limits."""
-        total = len(self.plan.chosen)
-        if self.options.max_instances is not None and total > self.options.max_instances:
-            raise SafetyError(
-                f"plan terminates {total} instances, more than --max-instances "
-                f"{self.options.max_instances}"
-            )
-        if self.options.max_percent is not None:
-            for tp in self.plan.targets:
-                if tp.examined and 100.0 * len(tp.chosen) / tp.examined > self.options.max_percent:
-                    raise SafetyError(
-                        f"plan terminates {len(tp.chosen)} of {tp.examined} stopped instances "
-                        f"in {tp.label}, more than --max-percent {self.options.max_percent:g}"
-                    )
-
-    def _target(self, tp: TargetPlan) -> Target:
-        return Target(
-            region=tp.region,
-            account_id=tp.account_id,
-            role_arn=tp.role_arn,
-            external_id=tp.external_id,
-            name=tp.name,
-        )
+        check_blast_radius(self.plan, self.options)
 
     def verify(self, tp: TargetPlan) -> TargetWork:
-        """Describe every planned instance again and keep those that still match."""
-        session = self.factory.for_target(self._target(tp))
-        account = self.factory.account_id(session)
-        if account != tp.account_id:
-            raise PlanError(
-                f"credentials for {tp.label} reach account {account}, but the plan was made "
-                f"for {tp.account_id}"
-            )
-        ec2 = make_client(session, "ec2", tp.region, self.factory.settings)
-        work = TargetWork(tp, ec2)
-        current = inspect.describe_by_ids(ec2, tp.region, [f.instance_id for f in tp.chosen])
-        matching: list[tuple[InstanceFacts, InstanceFacts]] = []
-        for planned in tp.chosen:
-            rec = self.state.instances.get(planned.instance_id)
-            inst = current.get(planned.instance_id)
-            if inst is None:
-                if rec is not None and rec.terminate_requested:
-                    # Terminated by an earlier run and already gone from describe.
-                    work.resumed.append(planned.instance_id)
-                else:
-                    work.result(planned, Outcome.SKIPPED, "drift: instance no longer exists")
-                continue
-            state = inst["State"]["Name"]
-            if state in TERMINATING:
-                if rec is not None and (rec.terminate_requested or rec.terminated):
-                    work.resumed.append(planned.instance_id)
-                else:
-                    work.result(
-                        planned, Outcome.SKIPPED, f"drift: {state} by someone else since the plan"
-                    )
-                continue
-            now_facts = inspect.facts_from_instance(inst)
-            if planned.stop_source == "cloudtrail" and now_facts.stop_time is None:
-                now_facts = dataclasses.replace(
-                    now_facts, stop_time=planned.stop_time, stop_source=planned.stop_source
-                )
-            diffs = _differences(planned, now_facts)
-            if diffs:
-                work.result(planned, Outcome.SKIPPED, "drift: " + "; ".join(diffs))
-                continue
-            matching.append((planned, now_facts))
-        if matching:
-            asg = make_client(session, "autoscaling", tp.region, self.factory.settings)
-            enriched = inspect.enrich(ec2, asg, tp.region, [n for _, n in matching])
-            for facts in enriched:
-                decision = decide(facts, tp.account_id, self.criteria, self._now())
-                if decision.terminate:
-                    work.act.append(facts)
-                else:
-                    work.result(facts, Outcome.SKIPPED, f"now {decision.reason}: {decision.detail}")
-        return work
+        return verify_target(tp, self.factory, self.state, self.criteria, self._now())
 
     def check_permissions(self, work: TargetWork) -> None:
-        """EC2's server-side DryRun for TerminateInstances and CreateSnapshot."""
-        if not work.act:
-            return
-        probes: list[tuple[str, Callable[[], Any]]] = [
-            (
-                "TerminateInstances",
-                lambda: work.ec2.terminate_instances(
-                    InstanceIds=[work.act[0].instance_id], DryRun=True
-                ),
-            ),
-        ]
-        volume = next((v for f in work.act for v in f.deletable_volumes), None)
-        if volume is not None:
-            probes.append(
-                (
-                    "CreateSnapshot",
-                    lambda: work.ec2.create_snapshot(VolumeId=volume.volume_id, DryRun=True),
-                )
-            )
-        for action, call in probes:
-            try:
-                call()
-            except (ClientError, BotoCoreError) as exc:
-                err = translate(
-                    exc, operation=action, region=work.plan.region, account_id=work.plan.account_id
-                )
-                if isinstance(err, DryRunSucceeded):
-                    continue
-                if isinstance(err, AccessDeniedError):
-                    raise SafetyError(
-                        f"not authorized to ec2:{action} in {work.plan.account_id}/"
-                        f"{work.plan.region} ({err.code}); nothing was changed"
-                    ) from exc
-                raise err from exc
-            raise SafetyError(
-                f"DryRun {action} in {work.plan.label} did not answer DryRunOperation; "
-                "refusing to go on"
-            )
+        check_permissions(work)
 
     # -- phase C: changes ----------------------------------------------------------
     def _adopt_snapshots(self, work: TargetWork) -> dict[str, dict[str, Any]]:
@@ -645,7 +401,7 @@ class Executor:
 
     def _run_phases(self, report: ApplyReport, confirm: Confirm | None) -> ApplyReport:
         targets = [tp for tp in self.plan.targets if tp.chosen and not tp.error]
-        by_target = {self._target(tp): tp for tp in targets}
+        by_target = {target_of(tp): tp for tp in targets}
         works: list[TargetWork] = []
         for res in run_targets(
             lambda t: self.verify(by_target[t]), list(by_target), self.options.concurrency
@@ -692,7 +448,7 @@ class Executor:
                 self._record(Event.SKIPPED, instance_id=r.instance_id, reason=r.reason)
         for done in run_targets(
             lambda t: self.execute(_work_for(works, t)),
-            [self._target(w.plan) for w in works],
+            [target_of(w.plan) for w in works],
             self.options.concurrency,
         ):
             if done.error is not None:

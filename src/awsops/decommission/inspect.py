@@ -10,9 +10,9 @@ import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from awsops import ec2ops
 from awsops.decommission.model import InstanceFacts, Volume
 from awsops.decommission.stoptime import StopTime, from_instance
-from awsops.errors import aws_errors
 from awsops.paginate import iter_items
 from awsops.waiters import chunked
 
@@ -77,15 +77,6 @@ def describe_by_ids(ec2: Any, region: str, ids: Sequence[str]) -> dict[str, dict
     return found
 
 
-def termination_protection(ec2: Any, region: str, instance_id: str) -> bool:
-    """DisableApiTermination of one instance (one call: EC2 has no batch form)."""
-    with aws_errors(operation="DescribeInstanceAttribute", region=region):
-        resp = ec2.describe_instance_attribute(
-            InstanceId=instance_id, Attribute="disableApiTermination"
-        )
-    return bool(resp.get("DisableApiTermination", {}).get("Value", False))
-
-
 def asg_membership(autoscaling: Any, region: str, ids: Sequence[str]) -> dict[str, str]:
     """Instance id -> Auto Scaling group name, for members among ``ids``."""
     out: dict[str, str] = {}
@@ -120,7 +111,9 @@ def enrich(
     ec2: Any, autoscaling: Any, region: str, candidates: Sequence[InstanceFacts]
 ) -> list[InstanceFacts]:
     """Add termination protection, ASG membership and volume sizes to candidates."""
-    asg = asg_membership(autoscaling, region, [f.instance_id for f in candidates])
+    ids = [f.instance_id for f in candidates]
+    protected = set(ec2ops.protected_instances(ec2, ids))
+    asg = asg_membership(autoscaling, region, ids)
     vols = volume_details(ec2, region, (v.volume_id for f in candidates for v in f.volumes))
     out = []
     for f in candidates:
@@ -135,7 +128,7 @@ def enrich(
         out.append(
             dataclasses.replace(
                 f,
-                termination_protection=termination_protection(ec2, region, f.instance_id),
+                termination_protection=f.instance_id in protected,
                 asg_name=asg.get(f.instance_id),
                 volumes=volumes,
             )
