@@ -45,6 +45,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
     UnknownServiceError,
 )
+from botocore.parsers import ResponseParserError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ class AwsopsError(Exception):
     exit_code: int = 1
 
     def one_line(self) -> str:
-        """The message the CLI prints after ``error: `` (never multi-line)."""
-        return " ".join(str(self).split())
+        """The message the CLI prints after ``error: ``: one line, credentials redacted."""
+        from awsops.logs import redact
+
+        return redact(" ".join(str(self).split()))
 
 
 class UsageError(AwsopsError):
@@ -266,6 +269,13 @@ def translate(
         return EndpointUnreachableError(str(exc), code=type(exc).__name__, **ctx)
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError, TokenRetrievalError)):
         return CredentialsError(str(exc), code=type(exc).__name__, **ctx)
+    if isinstance(exc, ResponseParserError):
+        # Its text holds the raw body (an STS answer carries credentials): never show it.
+        return EndpointUnreachableError(
+            "the response could not be parsed (cut short or garbled)",
+            code="ResponseParserError",
+            **ctx,
+        )
     if isinstance(exc, ParamValidationError):
         return InvalidParameterError(" ".join(str(exc).split()), code="ParamValidation", **ctx)
     if isinstance(exc, ProfileNotFound):
@@ -291,7 +301,7 @@ def aws_errors(
     """Translate botocore errors raised in the block into awsops errors."""
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise translate(exc, operation=operation, region=region, account_id=account_id) from exc
 
 

@@ -16,7 +16,7 @@ from awsops.session import AssumeRoleSpec, SessionFactory
 
 def test_client_config_contract() -> None:
     cfg = build_config(ClientSettings(endpoint_url="http://127.0.0.1:1"), "eu-west-1")
-    assert cfg.retries == {"mode": "adaptive", "max_attempts": 10}
+    assert cfg.retries == {"mode": "adaptive", "total_max_attempts": 10}
     assert cfg.connect_timeout == 5.0 and cfg.read_timeout == 30.0
     assert cfg.user_agent_extra.startswith("awsops/")
     assert cfg.s3 == {"addressing_style": "path"}

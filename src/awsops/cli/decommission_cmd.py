@@ -101,10 +101,18 @@ def render_plan(plan: Plan, console: Console) -> None:
         f"{est.get('prices_as_of')})",
         highlight=False,
     )
-    for tp in plan.targets:
-        if tp.error:
-            console.print(f"error: {tp.label}: {tp.error}", highlight=False)
+    failed = sum(1 for tp in plan.targets if tp.error)
+    if failed:
+        console.print(f"{failed} target(s) could not be planned (see the errors)", highlight=False)
     console.print(f"plan expires at {plan.expires_at.isoformat()}", highlight=False)
+
+
+def _plan_errors(plan: Plan) -> int:
+    """Print one ``error:`` line per target that could not be planned; return how many."""
+    failed = [tp for tp in plan.targets if tp.error]
+    for tp in failed:
+        click.echo(f"error: {tp.label}: {tp.error}", err=True)
+    return len(failed)
 
 
 def _confirm_on_terminal(preview: ApplyPreview) -> bool:
@@ -346,7 +354,7 @@ def plan_cmd(
         click.echo(
             f"plan written to {path}; review it, then: awsops decommission apply {path}", err=True
         )
-    if any(t.error for t in plan.targets):
+    if _plan_errors(plan):
         raise SystemExit(1)
 
 
@@ -411,7 +419,10 @@ def run_cmd(
     path = write_plan(plan, runs / f"{plan.plan_id}.json")
     render_plan(plan, make_console(stderr=True))
     click.echo(f"plan kept at {path}", err=True)
+    failed = _plan_errors(plan)
     _apply(plan, path, settings, yes, dry_run, output_format, **_limits(settings, kw))
+    if failed:
+        raise SystemExit(1)
 
 
 COMMANDS = [decommission]

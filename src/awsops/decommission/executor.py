@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from awsops.config import Target
 from awsops.decommission import inspect
 from awsops.decommission.journal import Event, Journal, JournalState, replay
-from awsops.decommission.model import InstanceFacts, Plan, TargetPlan
+from awsops.decommission.model import InstanceFacts, Plan, TargetPlan, Volume
 from awsops.decommission.outcomes import (
     ApplyOptions,
     ApplyPreview,
@@ -43,10 +45,13 @@ from awsops.decommission.verify import (
 from awsops.errors import (
     AwsError,
     AwsopsError,
+    AwsTimeoutError,
+    EndpointUnreachableError,
     NotFoundError,
     OtherAwsError,
     PlanError,
     SafetyError,
+    ThrottledError,
     translate,
 )
 from awsops.fanout import run_targets
@@ -67,6 +72,7 @@ __all__ = [
 
 OnEvent = Callable[[Mapping[str, Any]], None]
 Confirm = Callable[[ApplyPreview], bool]
+CREATE_ATTEMPTS = 6
 TAG_PLAN = "awsops:plan-id"
 TAG_INSTANCE = "awsops:instance-id"
 TAG_VOLUME = "awsops:volume-id"
@@ -93,6 +99,7 @@ class Executor:
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.journal: Journal | None = None
         self.state = JournalState()
+        self._sleep: Callable[[float], Any] = threading.Event().wait
 
     # -- journal -------------------------------------------------------------------
     def _record(self, event: str, **data: Any) -> None:
@@ -156,33 +163,11 @@ class Executor:
             self._record(
                 Event.SNAPSHOT_REQUESTED, instance_id=facts.instance_id, volume_id=vol.volume_id
             )
-            today = self._now().strftime("%Y-%m-%d")
             try:
-                resp = work.ec2.create_snapshot(
-                    VolumeId=vol.volume_id,
-                    Description=f"awsops backup of {vol.volume_id} ({vol.device}) of "
-                    f"{facts.instance_id} before decommission, {self.plan.plan_id}",
-                    TagSpecifications=[
-                        {
-                            "ResourceType": "snapshot",
-                            "Tags": [
-                                {"Key": TAG_PLAN, "Value": self.plan.plan_id},
-                                {"Key": TAG_INSTANCE, "Value": facts.instance_id},
-                                {"Key": TAG_VOLUME, "Value": vol.volume_id},
-                                {"Key": "awsops:date", "Value": today},
-                                {
-                                    "Key": "Name",
-                                    "Value": f"awsops-backup-{facts.instance_id}-{vol.device}",
-                                },
-                            ],
-                        }
-                    ],
-                )
-            except (ClientError, BotoCoreError) as exc:
-                err = translate(exc, operation="CreateSnapshot", region=work.plan.region)
+                sid = self._create_snapshot(work, facts, vol)
+            except AwsopsError as err:
                 self._fail(work, facts, err, f"snapshot of {vol.volume_id} failed")
                 return None
-            sid = resp["SnapshotId"]
             rec.snapshots[vol.volume_id] = sid
             self._record(
                 Event.SNAPSHOT_CREATED,
@@ -192,6 +177,60 @@ class Executor:
             )
             ids[vol.volume_id] = sid
         return ids
+
+    def _create_snapshot(self, work: TargetWork, facts: InstanceFacts, vol: Volume) -> str:
+        """CreateSnapshot exactly once per volume, although EC2 has no idempotency token.
+
+        The call goes through a client without automatic retries: after a throttle, a
+        5xx or a lost connection, the snapshots tagged with this plan and volume are
+        described first (the call may have succeeded), and only if there is none is the
+        call sent again, a bounded number of times with backoff.
+        """
+        tags = [
+            {"Key": TAG_PLAN, "Value": self.plan.plan_id},
+            {"Key": TAG_INSTANCE, "Value": facts.instance_id},
+            {"Key": TAG_VOLUME, "Value": vol.volume_id},
+            {"Key": "awsops:date", "Value": self._now().strftime("%Y-%m-%d")},
+            {"Key": "Name", "Value": f"awsops-backup-{facts.instance_id}-{vol.device}"},
+        ]
+        client = work.ec2_once or work.ec2
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                resp = client.create_snapshot(
+                    VolumeId=vol.volume_id,
+                    Description=f"awsops backup of {vol.volume_id} ({vol.device}) of "
+                    f"{facts.instance_id} before decommission, {self.plan.plan_id}",
+                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}],
+                )
+                return str(resp["SnapshotId"])
+            except (ClientError, BotoCoreError, ResponseParserError) as exc:
+                err = translate(exc, operation="CreateSnapshot", region=work.plan.region)
+                if not _maybe_transient(err) or attempt == CREATE_ATTEMPTS:
+                    raise err from exc
+            self._sleep(min(0.25 * 2**attempt, 8.0))
+            existing = self._find_snapshot(work, vol.volume_id)
+            if existing is not None:
+                return existing
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _find_snapshot(self, work: TargetWork, volume_id: str) -> str | None:
+        """This plan's snapshot of ``volume_id``, if one exists (by tag)."""
+        for snap in iter_items(
+            work.ec2,
+            "describe_snapshots",
+            "Snapshots[]",
+            {
+                "OwnerIds": ["self"],
+                "Filters": [
+                    {"Name": f"tag:{TAG_PLAN}", "Values": [self.plan.plan_id]},
+                    {"Name": f"tag:{TAG_VOLUME}", "Values": [volume_id]},
+                ],
+            },
+            region=work.plan.region,
+        ):
+            if snap.get("State") != "error":
+                return str(snap["SnapshotId"])
+        return None
 
     def _fail(
         self, work: TargetWork, facts: InstanceFacts | str, err: AwsopsError, reason: str
@@ -463,6 +502,13 @@ class Executor:
             failed=report.count(Outcome.FAILED),
         )
         return report
+
+
+def _maybe_transient(err: AwsopsError) -> bool:
+    """An error after which the call may or may not have happened, and may be retried."""
+    if isinstance(err, (ThrottledError, EndpointUnreachableError, AwsTimeoutError)):
+        return True
+    return isinstance(err, AwsError) and (err.http_status or 0) >= 500
 
 
 def _work_for(works: Iterable[TargetWork], target: Target) -> TargetWork:

@@ -104,6 +104,7 @@ class TargetWork:
     resumed: list[str] = field(default_factory=list)  # terminated by an earlier run (maybe
     # still shutting down)
     results: list[InstanceResult] = field(default_factory=list)
+    ec2_once: Any = None  # a client without automatic retries, for non-idempotent calls
 
     def result(
         self,

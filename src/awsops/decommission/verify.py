@@ -86,7 +86,10 @@ def verify_target(
             f"for {tp.account_id}"
         )
     ec2 = make_client(session, "ec2", tp.region, factory.settings)
-    work = TargetWork(tp, ec2)
+    once = make_client(
+        session, "ec2", tp.region, dataclasses.replace(factory.settings, max_attempts=1)
+    )
+    work = TargetWork(tp, ec2, ec2_once=once)
     current = inspect.describe_by_ids(ec2, tp.region, [f.instance_id for f in tp.chosen])
     matching: list[InstanceFacts] = []
     for planned in tp.chosen:
