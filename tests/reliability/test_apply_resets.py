@@ -75,11 +75,6 @@ def test_resets_on_terminate_end_with_each_instance_terminated_once(
     FIGURES["resets: TerminateInstances answers cut"] += resets
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="botocore retries a CreateSnapshot whose answer was cut, and EC2 has no "
-    "idempotency token for it: the volume gets a second snapshot (docs/reliability.md, gap 4)",
-)
 def test_resets_on_create_snapshot_leave_one_snapshot_per_volume(
     proxied: Proxied, proxy_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

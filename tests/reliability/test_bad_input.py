@@ -190,9 +190,6 @@ CASES = {
         ),
         "expired",
         faults="expired=testing",
-        gap="decommission plan exits 1 without printing the failed target's error: "
-        "cli/decommission_cmd.py plan_cmd must echo `error: <target>: <message>` per "
-        "failed target, as inventory does",
     ),
     "credentials expired: apply": Case(_apply_valid, "expired", faults="expired=testing"),
 }

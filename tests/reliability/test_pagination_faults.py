@@ -102,12 +102,6 @@ def test_sts_throttling_is_retried(proxied: Proxied) -> None:
     assert snap["forwarded"]["sts:GetCallerIdentity"] == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="botocore reads bodies with enforce_content_length=False: a body cut short by a "
-    "closed connection is parsed, raises ResponseParserError (not a BotoCoreError) and is "
-    "not retried; awsops.clients must check Content-Length (see docs/reliability.md)",
-)
 def test_truncated_bodies_are_retried(proxied: Proxied) -> None:
     seeded = _seed_instances(proxied)
     proxied.proxy.set_spec("truncate=0.2,seed=3")

@@ -143,13 +143,6 @@ def test_no_credential_is_ever_printed_or_written(
     FIGURES["secrets: bytes searched"] += sum(len(t) for t in texts.values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a truncated AssumeRole answer raises botocore's ResponseParserError whose message "
-    "holds the raw body; awsops prints it in its `error:` line unredacted (cli/main.py and "
-    "the inventory command print errors without awsops.logs.redact, and errors.translate "
-    "keeps the body in the message)",
-)
 def test_truncated_sts_answer_does_not_leak_in_the_error_line(
     proxied: Proxied, proxy_home: Path, tmp_path: Path, role_setup: tuple[Path, CredentialTap]
 ) -> None:
