@@ -3,8 +3,10 @@ times, then run to completion. Every planned instance is terminated exactly once
 after a completed snapshot of each of its deletable volumes; no volume gets two
 snapshots; nothing unplanned is touched.
 
-Mutating calls get 400 ms of latency at the proxy, so kills land while requests are in
-flight (the server still carries them out, as AWS would) as well as between steps.
+Mutating calls get 400 ms of latency at the proxy, and each run is killed during start-up
+or after a random number of mutating calls reached EC2, plus a random fraction of a
+second: kills land while requests are in flight (the server still carries them out, as
+AWS would) as well as between steps, in every phase.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from awsops.decommission.journal import journal_path_for, replay
+from awsops.sandbox.faults import FaultProxy
 from tests.helpers import invoke
 from tests.reliability.conftest import FIGURES, Proxied, record_proxy, scaled
 from tests.reliability.fleet import (
@@ -32,7 +35,13 @@ from tests.reliability.fleet import (
 
 FLEET = scaled(60, minimum=24)
 KILLS = scaled(20, minimum=3)
+RUN_DEADLINE = 120.0
 LATENCY = "latency=400ms,only=CreateSnapshot+TerminateInstances,seed=9"
+
+
+def _changes(proxy: FaultProxy) -> int:
+    """Mutating calls that changed something (DryRun probes answer 412 and do not)."""
+    return sum(1 for m in proxy.stats.mutation_list() if m.status < 300)
 
 
 def _apply_args(plan: Path) -> list[str]:
@@ -90,17 +99,29 @@ def test_sigkill_at_random_points_then_resume(
             break
         if journal_path.exists() and all(replay(journal_path).of(i).terminated for i in planned):
             break
+        landed = _changes(proxy)
+        # Kill at a random point: during start-up and verification (k = 0), or after k more
+        # mutating calls reached EC2, plus up to half a second (in flight or between steps).
+        k = rng.choice((0, 1, 1, 2, 2, 3, 4))
         proc = subprocess.Popen(
             _apply_args(plan), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ
         )
-        time.sleep(rng.uniform(0.5, 6.0))
+        deadline = time.monotonic() + RUN_DEADLINE
+        if k == 0:
+            time.sleep(rng.uniform(0.3, 2.5))
+        else:
+            while (
+                proc.poll() is None and _changes(proxy) < landed + k and time.monotonic() < deadline
+            ):
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         else:
             finished_early += 1
         proc.communicate(timeout=60)
-        time.sleep(0.4)  # let a request that was in flight land, as it would on AWS
+        time.sleep(0.5)  # let a request that was in flight land, as it would on AWS
 
     journal = replay(journal_path_for(plan))
     done_before_final = sum(1 for i in planned if journal.of(i).terminated)
