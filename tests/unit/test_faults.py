@@ -37,7 +37,7 @@ from awsops.sandbox.faults import (
 )
 
 AUTH = (
-    "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLEKEY123456/20260101/{region}/{service}/aws4_request, "
+    "AWS4-HMAC-SHA256 Credential=EXAMPLEKEYID00123456/20260101/{region}/{service}/aws4_request, "
     "SignedHeaders=host;x-amz-date, Signature=abc123"
 )
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
@@ -99,7 +99,7 @@ def test_classify_ec2_sts_s3_and_json() -> None:
         "ec2",
         "TerminateInstances",
         "eu-west-1",
-        "AKIAEXAMPLEKEY123456",
+        "EXAMPLEKEYID00123456",
         "ec2",
     )
     assert ec2.mutating and ec2.params == {"InstanceId.1": "i-1"}
