@@ -71,7 +71,8 @@ def _swap_instance(raw: dict[str, object]) -> None:
 
 
 def _fixed(*argv: str) -> Setup:
-    return lambda tmp, plan: list(argv)
+    """Fixed arguments; ``{tmp}`` stands for the test's own temporary directory."""
+    return lambda tmp, plan: [a.replace("{tmp}", str(tmp)) for a in argv]
 
 
 def _apply_valid(tmp: Path, plan: Path) -> list[str]:
@@ -145,7 +146,7 @@ CASES = {
             "--regions",
             "moon",
             "-o",
-            "/tmp/never-written-plan.json",
+            "{tmp}/never-written-plan.json",
         ),
         "unknown region",
     ),
@@ -167,7 +168,7 @@ CASES = {
             "--older-than",
             "30 parsecs",
             "-o",
-            "/tmp/never-written-plan.json",
+            "{tmp}/never-written-plan.json",
         )
     ),
     "faults: bad spec": Case(_fixed("sandbox", "up", "--faults", "throttle=2"), "between 0 and 1"),
@@ -186,7 +187,7 @@ CASES = {
             "--regions",
             REGION,
             "-o",
-            "/tmp/expired-creds-plan.json",
+            "{tmp}/expired-creds-plan.json",
         ),
         "expired",
         faults="expired=testing",
