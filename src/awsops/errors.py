@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import (
@@ -76,15 +75,6 @@ class SafetyError(AwsopsError):
     """A safety rail (confirmation, blast radius, permissions) refused to go on."""
 
     exit_code = 3
-
-
-@dataclass(frozen=True)
-class AwsContext:
-    """Where an AWS error happened: kept on the error for logs and reports."""
-
-    operation: str | None = None
-    region: str | None = None
-    account_id: str | None = None
 
 
 class AwsError(AwsopsError):
@@ -303,12 +293,3 @@ def aws_errors(
         yield
     except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise translate(exc, operation=operation, region=region, account_id=account_id) from exc
-
-
-def error_code(exc: BaseException) -> str | None:
-    """The AWS error code of a botocore or awsops error, if it has one."""
-    if isinstance(exc, AwsError):
-        return exc.code
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code") or "") or None
-    return None

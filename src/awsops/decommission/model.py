@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,7 +372,3 @@ def load_plan(
             f"{p} is not valid JSON (truncated or corrupt at line {exc.lineno})"
         ) from None
     return parse_plan(raw, str(p), now=now, allow_expired=allow_expired)
-
-
-def instance_ids(facts: Sequence[InstanceFacts]) -> list[str]:
-    return [f.instance_id for f in facts]

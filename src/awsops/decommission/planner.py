@@ -13,7 +13,6 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from awsops.clients import make_client
@@ -33,12 +32,6 @@ from awsops.fanout import DEFAULT_CONCURRENCY, run_targets
 from awsops.session import SessionFactory
 
 LookupFactory = Callable[[Any, str], CloudTrailStopLookup]
-
-
-@dataclass(frozen=True)
-class TargetOutcome:
-    plan: TargetPlan
-    lookups: int = 0
 
 
 class TargetPlanner:
