@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from awsops.paginate import iter_items
 from awsops.sandbox.faults import MutationRecord
 from awsops.sandbox.seed import DEMO_TAG, seed_demo
+from tests.helpers import invoke
 from tests.reliability.conftest import Proxied
 
 # Demo categories the planner must choose with --older-than 30d; every other one is kept.
@@ -58,6 +61,23 @@ def truth(proxied: Proxied) -> dict[str, Instance]:
             inst["InstanceId"], tags.get(DEMO_TAG, ""), inst["State"]["Name"], vols
         )
     return out
+
+
+def plan_fleet(plan: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """``awsops --sandbox decommission plan --older-than 30d`` of REGION into ``plan``."""
+    argv = ["--sandbox", "decommission", "plan", "--older-than", "30d", "--regions", REGION]
+    made = invoke([*argv, "-o", str(plan)], capsys)
+    assert made.code == 0, made.stderr
+    return plan
+
+
+def apply_fleet_plan(plan: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> None:
+    """``awsops --sandbox decommission apply PLAN --yes``, waiting without delays; it
+    must succeed."""
+    argv = ["--sandbox", "decommission", "apply", str(plan), "--yes", *extra]
+    argv += ["--snapshot-delay", "0", "--terminate-delay", "0", "--output", "json"]
+    result = invoke(argv, capsys)
+    assert result.code == 0, result.stderr[-2000:]
 
 
 def expected_choice(fleet: dict[str, Instance]) -> set[str]:

@@ -1,6 +1,7 @@
 """Connection resets during ``decommission apply``: EC2 did the work, the caller did not
 hear it. TerminateInstances is safe to repeat (the executor describes after errors);
-CreateSnapshot is not idempotent, so a retried call leaves a second snapshot."""
+CreateSnapshot is not idempotent, so after a cut answer the executor looks for the
+snapshot (by tag) before sending the call again: one snapshot per volume."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import invoke
 from tests.reliability.conftest import FIGURES, Proxied, record_proxy
 from tests.reliability.fleet import (
-    REGION,
+    apply_fleet_plan,
     assert_decommissioned_exactly,
+    plan_fleet,
     planned_ids,
     read_ledger,
     seed_fleet,
@@ -23,42 +24,9 @@ from tests.reliability.fleet import (
 def _plan_and_apply(
     proxied: Proxied, tmp_path: Path, capsys: pytest.CaptureFixture[str], faults: str
 ) -> tuple[set[str], int]:
-    plan = tmp_path / "plan.json"
-    made = invoke(
-        [
-            "--sandbox",
-            "decommission",
-            "plan",
-            "--older-than",
-            "30d",
-            "--regions",
-            REGION,
-            "-o",
-            str(plan),
-        ],
-        capsys,
-    )
-    assert made.code == 0, made.stderr
+    plan = plan_fleet(tmp_path / "plan.json", capsys)
     proxied.proxy.set_spec(faults)
-    result = invoke(
-        [
-            "--sandbox",
-            "decommission",
-            "apply",
-            str(plan),
-            "--yes",
-            "--batch-size",
-            "3",
-            "--snapshot-delay",
-            "0",
-            "--terminate-delay",
-            "0",
-            "--output",
-            "json",
-        ],
-        capsys,
-    )
-    assert result.code == 0, result.stderr[-2000:]
+    apply_fleet_plan(plan, capsys, "--batch-size", "3")
     return planned_ids(plan), proxied.proxy.stats.faults["reset"]
 
 

@@ -15,7 +15,7 @@ import pytest
 from awsops.decommission.model import checksum
 from tests.helpers import assert_one_line_error, invoke
 from tests.reliability.conftest import FIGURES, Proxied
-from tests.reliability.fleet import REGION, seed_fleet, truth
+from tests.reliability.fleet import REGION, plan_fleet, seed_fleet, truth
 
 Setup = Callable[[Path, Path], list[str]]  # (tmp dir, valid plan) -> CLI arguments
 
@@ -212,22 +212,7 @@ def test_bad_input_is_refused_cleanly(
 ) -> None:
     case = CASES[name]
     before = seed_fleet(proxied, 24)
-    plan = tmp_path / "plan.json"
-    made = invoke(
-        [
-            "--sandbox",
-            "decommission",
-            "plan",
-            "--older-than",
-            "30d",
-            "--regions",
-            REGION,
-            "-o",
-            str(plan),
-        ],
-        capsys,
-    )
-    assert made.code == 0, made.stderr
+    plan = plan_fleet(tmp_path / "plan.json", capsys)
     args = case.setup(tmp_path, plan)
     proxy = proxied.proxy
     proxy.stats.reset()

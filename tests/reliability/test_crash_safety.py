@@ -23,12 +23,11 @@ import pytest
 
 from awsops.decommission.journal import journal_path_for, replay
 from awsops.sandbox.faults import FaultProxy
-from tests.helpers import invoke
 from tests.reliability.conftest import FIGURES, Proxied, record_proxy, scaled
 from tests.reliability.fleet import (
-    REGION,
     assert_decommissioned_exactly,
     expected_choice,
+    plan_fleet,
     planned_ids,
     seed_fleet,
 )
@@ -70,22 +69,7 @@ def test_sigkill_at_random_points_then_resume(
     proxied: Proxied, proxy_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = seed_fleet(proxied, FLEET)
-    plan = tmp_path / "plan.json"
-    result = invoke(
-        [
-            "--sandbox",
-            "decommission",
-            "plan",
-            "--older-than",
-            "30d",
-            "--regions",
-            REGION,
-            "-o",
-            str(plan),
-        ],
-        capsys,
-    )
-    assert result.code == 0, result.stderr
+    plan = plan_fleet(tmp_path / "plan.json", capsys)
     planned = planned_ids(plan)
     assert planned == expected_choice(before) and planned
     proxy = proxied.proxy

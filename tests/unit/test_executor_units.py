@@ -476,3 +476,92 @@ def test_blast_radius_refusal_writes_no_journal(tmp_path: Path) -> None:
 )
 def test_blast_radius_limits_are_inclusive(options: dict[str, Any], examined: int) -> None:
     _executor(_plan(A, B, C, examined=examined), **options).check_blast_radius()
+
+
+# --- CreateSnapshot without an idempotency token -----------------------------------------
+
+
+def _snapshot_params(volume_id: str) -> dict[str, Any]:
+    from botocore.stub import ANY
+
+    return {"VolumeId": volume_id, "Description": ANY, "TagSpecifications": ANY}
+
+
+def _no_sleep(ex: Executor) -> list[float]:
+    slept: list[float] = []
+    ex._sleep = slept.append
+    ex._jitter = lambda: 1.0
+    return slept
+
+
+def test_throttled_create_snapshot_is_resent_without_a_look_up() -> None:
+    plan = _plan(A)
+    ec2, once = _ec2(), _ec2()
+    ex = _executor(plan)
+    slept = _no_sleep(ex)
+    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
+    vol = plan.targets[0].chosen[0].volumes[0]
+    with Stubber(ec2) as lookups, Stubber(once) as creates:
+        for _ in range(2):
+            creates.add_client_error(
+                "create_snapshot",
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+                503,
+                expected_params=_snapshot_params(vol.volume_id),
+            )
+        creates.add_response(
+            "create_snapshot",
+            {"SnapshotId": "snap-0123456789abcdef0"},
+            _snapshot_params(vol.volume_id),
+        )
+        assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0123456789abcdef0"
+        creates.assert_no_pending_responses()
+        lookups.assert_no_pending_responses()  # no DescribeSnapshots was made
+    assert slept == [0.5, 1.0]
+
+
+def test_create_snapshot_after_a_5xx_looks_first_and_adopts_what_it_finds() -> None:
+    plan = _plan(A)
+    ec2, once = _ec2(), _ec2()
+    ex = _executor(plan)
+    _no_sleep(ex)
+    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
+    vol = plan.targets[0].chosen[0].volumes[0]
+    with Stubber(ec2) as lookups, Stubber(once) as creates:
+        creates.add_client_error(
+            "create_snapshot", "InternalError", "An internal error has occurred", 500
+        )
+        lookups.add_response(
+            "describe_snapshots",
+            {"Snapshots": [{"SnapshotId": "snap-0aaaaaaaaaaaaaaa0", "State": "pending"}]},
+            {
+                "OwnerIds": ["self"],
+                "Filters": [
+                    {"Name": "tag:awsops:plan-id", "Values": ["plan-unit-1"]},
+                    {"Name": "tag:awsops:volume-id", "Values": [vol.volume_id]},
+                ],
+            },
+        )
+        assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0aaaaaaaaaaaaaaa0"
+        creates.assert_no_pending_responses()
+        lookups.assert_no_pending_responses()
+
+
+def test_create_snapshot_gives_up_after_the_retry_budget() -> None:
+    from awsops.errors import ThrottledError
+
+    plan = _plan(A)
+    ec2, once = _ec2(), _ec2()
+    ex = _executor(plan)
+    slept = _no_sleep(ex)
+    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
+    vol = plan.targets[0].chosen[0].volumes[0]
+    budget = _factory().settings.max_attempts
+    with Stubber(once) as creates:
+        for _ in range(budget):
+            creates.add_client_error("create_snapshot", "RequestLimitExceeded", "slow down", 503)
+        with pytest.raises(ThrottledError):
+            ex._create_snapshot(work, plan.targets[0].chosen[0], vol)
+        creates.assert_no_pending_responses()
+    assert len(slept) == budget - 1 and max(slept) == 8.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import random
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -72,7 +73,7 @@ __all__ = [
 
 OnEvent = Callable[[Mapping[str, Any]], None]
 Confirm = Callable[[ApplyPreview], bool]
-CREATE_ATTEMPTS = 6
+MIN_CREATE_ATTEMPTS = 6
 TAG_PLAN = "awsops:plan-id"
 TAG_INSTANCE = "awsops:instance-id"
 TAG_VOLUME = "awsops:volume-id"
@@ -100,6 +101,7 @@ class Executor:
         self.journal: Journal | None = None
         self.state = JournalState()
         self._sleep: Callable[[float], Any] = threading.Event().wait
+        self._jitter: Callable[[], float] = random.random
 
     # -- journal -------------------------------------------------------------------
     def _record(self, event: str, **data: Any) -> None:
@@ -181,10 +183,12 @@ class Executor:
     def _create_snapshot(self, work: TargetWork, facts: InstanceFacts, vol: Volume) -> str:
         """CreateSnapshot exactly once per volume, although EC2 has no idempotency token.
 
-        The call goes through a client without automatic retries: after a throttle, a
-        5xx or a lost connection, the snapshots tagged with this plan and volume are
-        described first (the call may have succeeded), and only if there is none is the
-        call sent again, a bounded number of times with backoff.
+        The call goes through a client without automatic retries. A throttled call was
+        refused before EC2 acted on it, so it is simply sent again after a backoff. After
+        a 5xx or a lost connection the call may have succeeded: the snapshots tagged with
+        this plan and volume are described first, and only if there is none is the call
+        sent again. At most ``max_attempts`` sends (the client settings' retry budget,
+        never fewer than ``MIN_CREATE_ATTEMPTS``), with full-jitter backoff.
         """
         tags = [
             {"Key": TAG_PLAN, "Value": self.plan.plan_id},
@@ -194,7 +198,8 @@ class Executor:
             {"Key": "Name", "Value": f"awsops-backup-{facts.instance_id}-{vol.device}"},
         ]
         client = work.ec2_once or work.ec2
-        for attempt in range(1, CREATE_ATTEMPTS + 1):
+        attempts = max(MIN_CREATE_ATTEMPTS, self.factory.settings.max_attempts)
+        for attempt in range(1, attempts + 1):
             try:
                 resp = client.create_snapshot(
                     VolumeId=vol.volume_id,
@@ -205,9 +210,11 @@ class Executor:
                 return str(resp["SnapshotId"])
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 err = translate(exc, operation="CreateSnapshot", region=work.plan.region)
-                if not _maybe_transient(err) or attempt == CREATE_ATTEMPTS:
+                if not _maybe_transient(err) or attempt == attempts:
                     raise err from exc
-            self._sleep(min(0.25 * 2**attempt, 8.0))
+            self._sleep(self._jitter() * min(0.25 * 2**attempt, 8.0))
+            if isinstance(err, ThrottledError):
+                continue  # refused, not acted on: nothing to look for
             existing = self._find_snapshot(work, vol.volume_id)
             if existing is not None:
                 return existing
