@@ -38,7 +38,7 @@ STORM = "throttle=0.3,seed=4"
 
 
 @pytest.mark.slow
-def test_inventory_of_full_fleet_under_throttling_storm_and_its_plan(
+def test_inventory_of_full_fleet_under_throttling_storm(
     proxied: Proxied, proxy_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = seed_fleet(proxied, FLEET)
