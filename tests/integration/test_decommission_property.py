@@ -144,8 +144,9 @@ def test_only_safe_instances_are_terminated_and_all_of_them(
     }
     planned = {f.instance_id: f for _, f in plan.chosen}
     # Not even asked: EC2 refusing a protected instance is no excuse for asking.
-    requested = {i for e in events if e["event"] == Event.TERMINATE_REQUESTED
-                 for i in e["instance_ids"]}
+    requested = {
+        i for e in events if e["event"] == Event.TERMINATE_REQUESTED for i in e["instance_ids"]
+    }
     assert requested == terminated
     assert report.ok, [r for r in report.results if r.outcome == Outcome.FAILED]
     for e in events:

@@ -84,9 +84,14 @@ class AppContext:
             for spec in specs:
                 if spec.regions == ("all",):
                     # The account's own enabled regions, seen through its role.
-                    probe = Target(region=self.default_region(), account_id=spec.account_id,
-                                   role_arn=spec.role_arn, external_id=spec.external_id,
-                                   name=spec.name, profile=spec.profile)
+                    probe = Target(
+                        region=self.default_region(),
+                        account_id=spec.account_id,
+                        role_arn=spec.role_arn,
+                        external_id=spec.external_id,
+                        name=spec.name,
+                        profile=spec.profile,
+                    )
                     spec = dataclasses.replace(
                         spec, regions=tuple(enabled_regions(factory, factory.for_target(probe)))
                     )
