@@ -59,3 +59,21 @@ def test_resets_on_create_snapshot_leave_one_snapshot_per_volume(
         n - 1 for n in ledger.snapshots_created.values()
     )
     assert all(n == 1 for n in ledger.snapshots_created.values())
+
+
+def test_5xx_on_create_snapshot_is_sent_again_after_looking(
+    proxied: Proxied, proxy_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The proxy answers these 5xx without forwarding: no snapshot was made, the executor
+    # finds none (three looks, 7 s) and sends the call again.
+    before = seed_fleet(proxied, 24)
+    plan = plan_fleet(tmp_path / "plan.json", capsys)
+    proxied.proxy.set_spec("error5xx=0.4,only=CreateSnapshot,seed=34")
+    apply_fleet_plan(plan, capsys)
+    errors = proxied.proxy.stats.faults["500"] + proxied.proxy.stats.faults["503"]
+    assert errors > 0
+    assert_decommissioned_exactly(
+        proxied, before, planned_ids(plan), proxied.proxy.stats.mutation_list()
+    )
+    record_proxy(proxied.proxy, items_checked=len(before))
+    FIGURES["5xx: CreateSnapshot calls refused, then sent again"] += errors

@@ -525,7 +525,7 @@ def test_create_snapshot_after_a_5xx_looks_first_and_adopts_what_it_finds() -> N
     plan = _plan(A)
     ec2, once = _ec2(), _ec2()
     ex = _executor(plan)
-    _no_sleep(ex)
+    slept = _no_sleep(ex)
     work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
     vol = plan.targets[0].chosen[0].volumes[0]
     with Stubber(ec2) as lookups, Stubber(once) as creates:
@@ -544,6 +544,73 @@ def test_create_snapshot_after_a_5xx_looks_first_and_adopts_what_it_finds() -> N
             },
         )
         assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0aaaaaaaaaaaaaaa0"
+        creates.assert_no_pending_responses()
+        lookups.assert_no_pending_responses()
+    assert slept == [1.0]
+
+
+def _tag_lookup(volume_id: str) -> dict[str, Any]:
+    return {
+        "OwnerIds": ["self"],
+        "Filters": [
+            {"Name": "tag:awsops:plan-id", "Values": ["plan-unit-1"]},
+            {"Name": "tag:awsops:volume-id", "Values": [volume_id]},
+        ],
+    }
+
+
+def test_create_snapshot_after_a_5xx_looks_while_describe_settles_then_resends() -> None:
+    plan = _plan(A)
+    ec2, once = _ec2(), _ec2()
+    ex = _executor(plan)
+    slept = _no_sleep(ex)
+    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
+    vol = plan.targets[0].chosen[0].volumes[0]
+    with Stubber(ec2) as lookups, Stubber(once) as creates:
+        creates.add_client_error("create_snapshot", "Unavailable", "try again", 503)
+        for _ in range(3):  # EC2 describes are eventually consistent: look three times
+            lookups.add_response(
+                "describe_snapshots", {"Snapshots": []}, _tag_lookup(vol.volume_id)
+            )
+        creates.add_response("create_snapshot", {"SnapshotId": "snap-0bbbbbbbbbbbbbbb0"})
+        assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0bbbbbbbbbbbbbbb0"
+        creates.assert_no_pending_responses()
+        lookups.assert_no_pending_responses()
+    assert slept == [1.0, 2.0, 4.0]
+
+
+def test_create_snapshot_looks_once_more_before_giving_up_after_a_5xx() -> None:
+    from awsops.errors import AwsError
+
+    plan = _plan(A)
+    ec2, once = _ec2(), _ec2()
+    ex = _executor(plan)
+    _no_sleep(ex)
+    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
+    vol = plan.targets[0].chosen[0].volumes[0]
+    budget = _factory().settings.max_attempts
+    with Stubber(ec2) as lookups, Stubber(once) as creates:
+        for n in range(budget):
+            creates.add_client_error("create_snapshot", "InternalError", "oops", 500)
+            for _ in range(3 if n < budget - 1 else 1):
+                answer = (
+                    {"Snapshots": [{"SnapshotId": "snap-0ccccccccccccccc0", "State": "pending"}]}
+                    if n == budget - 1
+                    else {"Snapshots": []}
+                )
+                lookups.add_response("describe_snapshots", answer, _tag_lookup(vol.volume_id))
+        # the last send's answer was lost too, but it did make the snapshot: adopted
+        assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0ccccccccccccccc0"
+        creates.assert_no_pending_responses()
+        lookups.assert_no_pending_responses()
+    with Stubber(ec2) as lookups, Stubber(once) as creates:
+        for _ in range(budget):
+            creates.add_client_error("create_snapshot", "InternalError", "oops", 500)
+            for _ in range(3):
+                lookups.add_response("describe_snapshots", {"Snapshots": []})
+        with pytest.raises(AwsError) as failed:
+            ex._create_snapshot(work, plan.targets[0].chosen[0], vol)
+        assert failed.value.code == "InternalError"
         creates.assert_no_pending_responses()
         lookups.assert_no_pending_responses()
 

@@ -74,6 +74,8 @@ __all__ = [
 OnEvent = Callable[[Mapping[str, Any]], None]
 Confirm = Callable[[ApplyPreview], bool]
 MIN_CREATE_ATTEMPTS = 6
+SETTLE_LOOKS = 3  # looks for a snapshot after a lost CreateSnapshot answer
+SETTLE_DELAY = 1.0  # seconds before the first look; doubled before each next one
 TAG_PLAN = "awsops:plan-id"
 TAG_INSTANCE = "awsops:instance-id"
 TAG_VOLUME = "awsops:volume-id"
@@ -184,11 +186,12 @@ class Executor:
         """CreateSnapshot exactly once per volume, although EC2 has no idempotency token.
 
         The call goes through a client without automatic retries. A throttled call was
-        refused before EC2 acted on it, so it is simply sent again after a backoff. After
-        a 5xx or a lost connection the call may have succeeded: the snapshots tagged with
-        this plan and volume are described first, and only if there is none is the call
-        sent again. At most ``max_attempts`` sends (the client settings' retry budget,
-        never fewer than ``MIN_CREATE_ATTEMPTS``), with full-jitter backoff.
+        refused before EC2 acted on it, so it is simply sent again after a full-jitter
+        backoff. After a 5xx or a lost connection the call may have succeeded: the
+        snapshots tagged with this plan and volume are looked for first (allowing for
+        EC2's eventual consistency), and only if there is none is the call sent again.
+        At most ``max_attempts`` sends: the client settings' retry budget, never fewer
+        than ``MIN_CREATE_ATTEMPTS``.
         """
         tags = [
             {"Key": TAG_PLAN, "Value": self.plan.plan_id},
@@ -210,15 +213,32 @@ class Executor:
                 return str(resp["SnapshotId"])
             except (ClientError, BotoCoreError, ResponseParserError) as exc:
                 err = translate(exc, operation="CreateSnapshot", region=work.plan.region)
-                if not _maybe_transient(err) or attempt == attempts:
+                cause = exc
+                if not _maybe_transient(err):
                     raise err from exc
-            self._sleep(self._jitter() * min(0.25 * 2**attempt, 8.0))
-            if isinstance(err, ThrottledError):
-                continue  # refused, not acted on: nothing to look for
-            existing = self._find_snapshot(work, vol.volume_id)
+            if isinstance(err, ThrottledError):  # refused, not acted on: nothing to look for
+                if attempt == attempts:
+                    raise err from cause
+                self._sleep(self._jitter() * min(0.25 * 2**attempt, 8.0))
+                continue
+            existing = self._look_for_snapshot(work, vol.volume_id)
             if existing is not None:
                 return existing
+            if attempt == attempts:
+                raise err from cause
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _look_for_snapshot(self, work: TargetWork, volume_id: str) -> str | None:
+        """After a CreateSnapshot whose answer was lost: this plan's snapshot of the
+        volume, if the call made one. EC2's describe calls are eventually consistent, so
+        a new snapshot may show only after a few seconds: look ``SETTLE_LOOKS`` times,
+        waiting ``SETTLE_DELAY`` seconds, then twice that, and so on, before each look."""
+        for n in range(SETTLE_LOOKS):
+            self._sleep(SETTLE_DELAY * 2**n)
+            found = self._find_snapshot(work, volume_id)
+            if found is not None:
+                return found
+        return None
 
     def _find_snapshot(self, work: TargetWork, volume_id: str) -> str | None:
         """This plan's snapshot of ``volume_id``, if one exists (by tag)."""
