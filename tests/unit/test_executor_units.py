@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -487,21 +488,55 @@ def _snapshot_params(volume_id: str) -> dict[str, Any]:
     return {"VolumeId": volume_id, "Description": ANY, "TagSpecifications": ANY}
 
 
-def _no_sleep(ex: Executor) -> list[float]:
+def _tag_lookup(volume_id: str) -> dict[str, Any]:
+    return {
+        "OwnerIds": ["self"],
+        "Filters": [
+            {"Name": "tag:awsops:plan-id", "Values": ["plan-unit-1"]},
+            {"Name": "tag:awsops:volume-id", "Values": [volume_id]},
+        ],
+    }
+
+
+def _found(snapshot_id: str, volume_id: str) -> dict[str, Any]:
+    """A DescribeSnapshots answer holding one pending snapshot of the volume."""
+    return {"Snapshots": [{"SnapshotId": snapshot_id, "VolumeId": volume_id, "State": "pending"}]}
+
+
+@dataclass
+class SnapshotCase:
+    """An executor whose sleeps are recorded, one instance's first volume, and the two
+    clients: ``ec2`` for look-ups, ``once`` (no automatic retries) for CreateSnapshot."""
+
+    ex: Executor
+    work: TargetWork
+    facts: InstanceFacts
+    vol: Volume
+    ec2: Any
+    once: Any
+    slept: list[float]
+
+    def create(self) -> str:
+        return self.ex._create_snapshot(self.work, self.facts, self.vol)
+
+
+def _snapshot_case() -> SnapshotCase:
+    plan = _plan(A)
+    tp = plan.targets[0]
+    ec2, once = _ec2(), _ec2()
+    ex = _executor(plan)
     slept: list[float] = []
     ex._sleep = slept.append
     ex._jitter = lambda: 1.0
-    return slept
+    work = TargetWork(tp, ec2, ec2_once=once, act=list(tp.chosen))
+    facts = tp.chosen[0]
+    return SnapshotCase(ex, work, facts, facts.volumes[0], ec2, once, slept)
 
 
 def test_throttled_create_snapshot_is_resent_without_a_look_up() -> None:
-    plan = _plan(A)
-    ec2, once = _ec2(), _ec2()
-    ex = _executor(plan)
-    slept = _no_sleep(ex)
-    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
-    vol = plan.targets[0].chosen[0].volumes[0]
-    with Stubber(ec2) as lookups, Stubber(once) as creates:
+    case = _snapshot_case()
+    vol = case.vol
+    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
         for _ in range(2):
             creates.add_client_error(
                 "create_snapshot",
@@ -515,101 +550,73 @@ def test_throttled_create_snapshot_is_resent_without_a_look_up() -> None:
             {"SnapshotId": "snap-0123456789abcdef0"},
             _snapshot_params(vol.volume_id),
         )
-        assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0123456789abcdef0"
+        assert case.create() == "snap-0123456789abcdef0"
         creates.assert_no_pending_responses()
         lookups.assert_no_pending_responses()  # no DescribeSnapshots was made
-    assert slept == [0.5, 1.0]
+    assert case.slept == [0.5, 1.0]
 
 
 def test_create_snapshot_after_a_5xx_looks_first_and_adopts_what_it_finds() -> None:
-    plan = _plan(A)
-    ec2, once = _ec2(), _ec2()
-    ex = _executor(plan)
-    slept = _no_sleep(ex)
-    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
-    vol = plan.targets[0].chosen[0].volumes[0]
-    with Stubber(ec2) as lookups, Stubber(once) as creates:
+    case = _snapshot_case()
+    vol = case.vol
+    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
         creates.add_client_error(
             "create_snapshot", "InternalError", "An internal error has occurred", 500
         )
         lookups.add_response(
             "describe_snapshots",
-            {"Snapshots": [{"SnapshotId": "snap-0aaaaaaaaaaaaaaa0", "State": "pending"}]},
-            {
-                "OwnerIds": ["self"],
-                "Filters": [
-                    {"Name": "tag:awsops:plan-id", "Values": ["plan-unit-1"]},
-                    {"Name": "tag:awsops:volume-id", "Values": [vol.volume_id]},
-                ],
-            },
+            _found("snap-0aaaaaaaaaaaaaaa0", vol.volume_id),
+            _tag_lookup(vol.volume_id),
         )
-        assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0aaaaaaaaaaaaaaa0"
+        assert case.create() == "snap-0aaaaaaaaaaaaaaa0"
         creates.assert_no_pending_responses()
         lookups.assert_no_pending_responses()
-    assert slept == [1.0]
-
-
-def _tag_lookup(volume_id: str) -> dict[str, Any]:
-    return {
-        "OwnerIds": ["self"],
-        "Filters": [
-            {"Name": "tag:awsops:plan-id", "Values": ["plan-unit-1"]},
-            {"Name": "tag:awsops:volume-id", "Values": [volume_id]},
-        ],
-    }
+    assert case.slept == [1.0]
 
 
 def test_create_snapshot_after_a_5xx_looks_while_describe_settles_then_resends() -> None:
-    plan = _plan(A)
-    ec2, once = _ec2(), _ec2()
-    ex = _executor(plan)
-    slept = _no_sleep(ex)
-    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
-    vol = plan.targets[0].chosen[0].volumes[0]
-    with Stubber(ec2) as lookups, Stubber(once) as creates:
+    case = _snapshot_case()
+    vol = case.vol
+    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
         creates.add_client_error("create_snapshot", "Unavailable", "try again", 503)
         for _ in range(3):  # EC2 describes are eventually consistent: look three times
             lookups.add_response(
                 "describe_snapshots", {"Snapshots": []}, _tag_lookup(vol.volume_id)
             )
         creates.add_response("create_snapshot", {"SnapshotId": "snap-0bbbbbbbbbbbbbbb0"})
-        assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0bbbbbbbbbbbbbbb0"
+        assert case.create() == "snap-0bbbbbbbbbbbbbbb0"
         creates.assert_no_pending_responses()
         lookups.assert_no_pending_responses()
-    assert slept == [1.0, 2.0, 4.0]
+    assert case.slept == [1.0, 2.0, 4.0]
 
 
 def test_create_snapshot_looks_once_more_before_giving_up_after_a_5xx() -> None:
     from awsops.errors import AwsError
 
-    plan = _plan(A)
-    ec2, once = _ec2(), _ec2()
-    ex = _executor(plan)
-    _no_sleep(ex)
-    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
-    vol = plan.targets[0].chosen[0].volumes[0]
+    case = _snapshot_case()
+    vol = case.vol
     budget = _factory().settings.max_attempts
-    with Stubber(ec2) as lookups, Stubber(once) as creates:
+    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
         for n in range(budget):
             creates.add_client_error("create_snapshot", "InternalError", "oops", 500)
             for _ in range(3 if n < budget - 1 else 1):
                 answer = (
-                    {"Snapshots": [{"SnapshotId": "snap-0ccccccccccccccc0", "State": "pending"}]}
+                    _found("snap-0ccccccccccccccc0", vol.volume_id)
                     if n == budget - 1
                     else {"Snapshots": []}
                 )
                 lookups.add_response("describe_snapshots", answer, _tag_lookup(vol.volume_id))
         # the last send's answer was lost too, but it did make the snapshot: adopted
-        assert ex._create_snapshot(work, plan.targets[0].chosen[0], vol) == "snap-0ccccccccccccccc0"
+        assert case.create() == "snap-0ccccccccccccccc0"
         creates.assert_no_pending_responses()
         lookups.assert_no_pending_responses()
-    with Stubber(ec2) as lookups, Stubber(once) as creates:
+    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
         for _ in range(budget):
             creates.add_client_error("create_snapshot", "InternalError", "oops", 500)
             for _ in range(3):
                 lookups.add_response("describe_snapshots", {"Snapshots": []})
         with pytest.raises(AwsError) as failed:
-            ex._create_snapshot(work, plan.targets[0].chosen[0], vol)
+            case.create()
         assert failed.value.code == "InternalError"
         creates.assert_no_pending_responses()
         lookups.assert_no_pending_responses()
@@ -618,17 +625,12 @@ def test_create_snapshot_looks_once_more_before_giving_up_after_a_5xx() -> None:
 def test_create_snapshot_gives_up_after_the_retry_budget() -> None:
     from awsops.errors import ThrottledError
 
-    plan = _plan(A)
-    ec2, once = _ec2(), _ec2()
-    ex = _executor(plan)
-    slept = _no_sleep(ex)
-    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
-    vol = plan.targets[0].chosen[0].volumes[0]
+    case = _snapshot_case()
     budget = _factory().settings.max_attempts
-    with Stubber(once) as creates:
+    with Stubber(case.once) as creates:
         for _ in range(budget):
             creates.add_client_error("create_snapshot", "RequestLimitExceeded", "slow down", 503)
         with pytest.raises(ThrottledError):
-            ex._create_snapshot(work, plan.targets[0].chosen[0], vol)
+            case.create()
         creates.assert_no_pending_responses()
-    assert len(slept) == budget - 1 and max(slept) == 8.0
+    assert len(case.slept) == budget - 1 and max(case.slept) == 8.0

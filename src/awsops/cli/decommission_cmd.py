@@ -248,6 +248,8 @@ _plan_options = [
     click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True),
 ]
 
+_DEFAULTS = DecommissionSettings()  # the option help states these defaults
+
 _apply_options = [
     click.option("--yes", is_flag=True, help="Do not ask for confirmation."),
     click.option("--dry-run", is_flag=True, help="Verify and check permissions; change nothing."),
@@ -273,25 +275,27 @@ _apply_options = [
         "--snapshot-delay",
         type=click.FloatRange(0),
         default=None,
-        help="Seconds between snapshot_completed polls (default 15).",
+        help=f"Seconds between snapshot_completed polls (default {_DEFAULTS.snapshot_delay}).",
     ),
     click.option(
         "--snapshot-max-attempts",
         type=click.IntRange(1),
         default=None,
-        help="Polls before a backup counts as not complete (default 240).",
+        help="Polls before a backup counts as not complete "
+        f"(default {_DEFAULTS.snapshot_max_attempts}).",
     ),
     click.option(
         "--terminate-delay",
         type=click.FloatRange(0),
         default=None,
-        help="Seconds between instance_terminated polls (default 15).",
+        help=f"Seconds between instance_terminated polls (default {_DEFAULTS.terminate_delay}).",
     ),
     click.option(
         "--terminate-max-attempts",
         type=click.IntRange(1),
         default=None,
-        help="Polls before termination counts as not finished (default 80).",
+        help="Polls before termination counts as not finished "
+        f"(default {_DEFAULTS.terminate_max_attempts}).",
     ),
     click.option(
         "--output",

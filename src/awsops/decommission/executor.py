@@ -124,17 +124,20 @@ class Executor:
         check_permissions(work)
 
     # -- phase C: changes ----------------------------------------------------------
-    def _adopt_snapshots(self, work: TargetWork) -> dict[str, dict[str, Any]]:
-        """Snapshots this plan already created (by tag), keyed by volume id."""
+    def _adopt_snapshots(
+        self, work: TargetWork, volume_id: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Snapshots this plan already created (by tag), keyed by volume id; only those
+        of ``volume_id`` if it is given."""
+        filters = [{"Name": f"tag:{TAG_PLAN}", "Values": [self.plan.plan_id]}]
+        if volume_id is not None:
+            filters.append({"Name": f"tag:{TAG_VOLUME}", "Values": [volume_id]})
         found: dict[str, dict[str, Any]] = {}
         for snap in iter_items(
             work.ec2,
             "describe_snapshots",
             "Snapshots[]",
-            {
-                "OwnerIds": ["self"],
-                "Filters": [{"Name": f"tag:{TAG_PLAN}", "Values": [self.plan.plan_id]}],
-            },
+            {"OwnerIds": ["self"], "Filters": filters},
             region=work.plan.region,
         ):
             if snap.get("State") != "error":
@@ -235,28 +238,9 @@ class Executor:
         waiting ``SETTLE_DELAY`` seconds, then twice that, and so on, before each look."""
         for n in range(SETTLE_LOOKS):
             self._sleep(SETTLE_DELAY * 2**n)
-            found = self._find_snapshot(work, volume_id)
+            found = self._adopt_snapshots(work, volume_id).get(volume_id)
             if found is not None:
-                return found
-        return None
-
-    def _find_snapshot(self, work: TargetWork, volume_id: str) -> str | None:
-        """This plan's snapshot of ``volume_id``, if one exists (by tag)."""
-        for snap in iter_items(
-            work.ec2,
-            "describe_snapshots",
-            "Snapshots[]",
-            {
-                "OwnerIds": ["self"],
-                "Filters": [
-                    {"Name": f"tag:{TAG_PLAN}", "Values": [self.plan.plan_id]},
-                    {"Name": f"tag:{TAG_VOLUME}", "Values": [volume_id]},
-                ],
-            },
-            region=work.plan.region,
-        ):
-            if snap.get("State") != "error":
-                return str(snap["SnapshotId"])
+                return str(found["SnapshotId"])
         return None
 
     def _fail(
