@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,11 @@ from awsops.errors import UsageError
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
+
+DEFAULT_PROTECT_TAGS = ("awsops:protect", "DoNotDelete")
+DEFAULT_MAX_PERCENT = 50.0
+MIN_OLDER_THAN_DAYS = 1.0  # below this, --allow-short is required
+MAX_PLAN_TTL_HOURS = 168.0  # a plan lives seven days at most
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
@@ -152,7 +158,7 @@ def load_targets_file(path: str | Path, default_regions: Sequence[str] = ()) -> 
     assert isinstance(accounts, list)
     top_regions = raw.get("regions", list(default_regions))
     specs: list[AccountSpec] = []
-    seen: set[str] = set()
+    seen: dict[tuple[str, str], str] = {}
     for i, entry in enumerate(accounts, 1):
         where = f"accounts[{i}]"
         _expect(isinstance(entry, Mapping), p, f"{where} must be a mapping")
@@ -197,9 +203,18 @@ def load_targets_file(path: str | Path, default_regions: Sequence[str] = ()) -> 
         ext = entry.get("external_id")
         _expect(ext is None or isinstance(ext, str), p, f"{where}: external_id must be a string")
         name = entry.get("name")
-        key = f"{account}:{role}"
-        _expect(key not in seen, p, f"{where}: account {account} listed twice")
-        seen.add(key)
+        for r in regions:
+            first = seen.setdefault((account, r), where)
+            _expect(
+                first == where,
+                p,
+                f"{first} and {where} both cover account {account} in {r}: "
+                "list each (account, region) once",
+            )
+        profile = entry.get("profile")
+        _expect(
+            profile is None or isinstance(profile, str), p, f"{where}: profile must be a string"
+        )
         specs.append(
             AccountSpec(
                 account_id=account,
@@ -207,33 +222,64 @@ def load_targets_file(path: str | Path, default_regions: Sequence[str] = ()) -> 
                 regions=tuple(regions),
                 external_id=ext,
                 name=str(name) if name is not None else None,
-                profile=entry.get("profile"),
+                profile=profile,
             )
         )
     return specs
 
 
+def ensure_unique(targets: Sequence[Target]) -> None:
+    """Refuse the same (account, region) twice (e.g. after ``regions: all`` expanded)."""
+    seen: dict[tuple[str | None, str], Target] = {}
+    for t in targets:
+        first = seen.setdefault((t.account_id, t.region), t)
+        if first is not t:
+            raise UsageError(
+                f"account {t.account_id or 'default'} in {t.region} is listed twice "
+                f"({first.label} and {t.label}): list each (account, region) once"
+            )
+
+
 @dataclass(frozen=True)
 class DecommissionSettings:
-    """Settings of the decommission job, from an optional YAML config file."""
+    """Settings of the decommission job, from an optional YAML config file. Plan and
+    apply read the same file; apply enforces every key as a floor under the plan."""
 
-    protect_tags: tuple[str, ...] = ("awsops:protect", "DoNotDelete")
+    protect_tags: tuple[str, ...] = DEFAULT_PROTECT_TAGS
     account_allowlist: tuple[str, ...] = ()
     account_denylist: tuple[str, ...] = ()
     exclude_instance_ids: tuple[str, ...] = ()
     exclude_tags: Mapping[str, str] = field(default_factory=dict)
+    min_older_than_days: float = MIN_OLDER_THAN_DAYS
     plan_ttl_hours: float = 24.0
     batch_size: int = 50
     max_instances: int | None = None
-    max_percent: float | None = None
+    max_percent: float | None = DEFAULT_MAX_PERCENT
     snapshot_delay: int = 15
     snapshot_max_attempts: int = 240
     terminate_delay: int = 15
     terminate_max_attempts: int = 80
 
 
+_LIST_KEYS = ("protect_tags", "account_allowlist", "account_denylist", "exclude_instance_ids")
+_INT_KEYS = (
+    "batch_size",
+    "snapshot_delay",
+    "snapshot_max_attempts",
+    "terminate_delay",
+    "terminate_max_attempts",
+    "max_instances",
+)
+_NUMBER_LIMITS: Mapping[str, float] = {
+    "plan_ttl_hours": MAX_PLAN_TTL_HOURS,
+    "max_percent": 100.0,
+    "min_older_than_days": 36500.0,
+}
+
+
 def load_decommission_settings(path: str | Path | None) -> DecommissionSettings:
-    """Read the decommission config file (YAML); ``None`` gives the defaults."""
+    """Read the decommission config file (YAML); ``None`` gives the defaults. Every
+    problem is a one-line UsageError naming the file and the key."""
     if path is None:
         return DecommissionSettings()
     p = Path(path)
@@ -241,32 +287,51 @@ def load_decommission_settings(path: str | Path | None) -> DecommissionSettings:
         raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise UsageError(f"config file not found: {p}") from None
+    except IsADirectoryError:
+        raise UsageError(f"config file {p} is a directory") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {p}: {exc.strerror or exc}") from None
     except yaml.YAMLError:
         raise UsageError(f"{p}: not valid YAML") from None
+    except RecursionError:
+        raise UsageError(f"{p}: nested too deeply") from None
     _expect(isinstance(raw, Mapping), p, "expected a mapping")
     known = {f for f in DecommissionSettings.__dataclass_fields__}
     unknown = set(raw) - known
-    _expect(not unknown, p, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}")
+    _expect(
+        not unknown,
+        p,
+        f"unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+        f"(known: {', '.join(sorted(known))})",
+    )
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in ("protect_tags", "account_allowlist", "account_denylist", "exclude_instance_ids"):
-            _expect(isinstance(value, list), p, f"{key} must be a list")
+        if key in _LIST_KEYS:
+            _expect(
+                isinstance(value, list) and all(isinstance(v, (str, int)) for v in value),
+                p,
+                f"{key} must be a list of strings",
+            )
             kwargs[key] = tuple(str(v) for v in value)
         elif key == "exclude_tags":
             _expect(isinstance(value, Mapping), p, f"{key} must be a mapping of tag key to value")
             kwargs[key] = {str(k): str(v) for k, v in value.items()}
-        elif key in (
-            "batch_size",
-            "snapshot_delay",
-            "snapshot_max_attempts",
-            "terminate_delay",
-            "terminate_max_attempts",
-            "max_instances",
-        ):
-            _expect(isinstance(value, int) and value > 0, p, f"{key} must be a positive integer")
+        elif key in _INT_KEYS:
+            _expect(
+                type(value) is int and 0 < value <= 10**6,
+                p,
+                f"{key} must be a positive integer",
+            )
             kwargs[key] = value
         else:
-            _expect(isinstance(value, (int, float)) and value > 0, p, f"{key} must be a number > 0")
+            top = _NUMBER_LIMITS[key]
+            _expect(
+                type(value) in (int, float) and math.isfinite(value) and 0 < value <= top,
+                p,
+                f"{key} must be a number greater than 0 and at most {top:g}",
+            )
             kwargs[key] = float(value)
     for acct in (*kwargs.get("account_allowlist", ()), *kwargs.get("account_denylist", ())):
         _expect(bool(ACCOUNT_RE.match(acct)), p, f"{acct!r} is not a 12-digit account id")

@@ -7,7 +7,7 @@ either its value or its error. Results arrive as targets finish.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -38,7 +38,7 @@ def run_targets(
     fn: Callable[[Target], T],
     targets: Sequence[Target],
     concurrency: int = DEFAULT_CONCURRENCY,
-) -> Iterator[TargetResult[T]]:
+) -> Generator[TargetResult[T], None, None]:
     """Call ``fn(target)`` for each target with at most ``concurrency`` in flight.
 
     Exceptions become per-target errors (translated to awsops errors); a

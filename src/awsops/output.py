@@ -24,6 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from awsops.errors import UsageError
 
@@ -70,6 +71,31 @@ def cell(value: Any) -> str:
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()
     return to_json(value)
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable escaped (``\\u202e``,
+    ``\\x1b``...): control characters, bidirectional overrides and other format
+    characters in a tag value can neither move the cursor nor reorder what a reviewer
+    reads on a terminal."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "".join(out)
+
+
+def safe_cell(value: Any) -> Text:
+    """A table cell: :func:`cell`, escaped by :func:`printable`, never read as markup."""
+    return Text(printable(cell(value)))
 
 
 class RecordWriter:
@@ -142,7 +168,7 @@ class RecordWriter:
             table.add_column(c, overflow="fold")
         for r in self._rows:
             row = r if isinstance(r, Mapping) else {"value": r}
-            table.add_row(*(cell(row.get(c)) for c in cols))
+            table.add_row(*(safe_cell(row.get(c)) for c in cols))
         width = None if self.stream.isatty() else 200
         Console(file=self.stream, width=width).print(table)
 

@@ -6,8 +6,10 @@ it is tested here; ``expected_params`` pins down every call that is made."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from awsops.config import ClientSettings
 from awsops.decommission.executor import (
     ApplyOptions,
     Executor,
@@ -27,9 +30,11 @@ from awsops.decommission.model import (
     InstanceFacts,
     Plan,
     PlanCriteria,
+    PlanLimits,
     TargetPlan,
     Volume,
 )
+from awsops.decommission.verify import check_blast_radius, check_permissions
 from awsops.errors import OperationNotPermittedError, SafetyError
 from awsops.paginate import CallCounter
 from awsops.session import SessionFactory
@@ -66,7 +71,7 @@ def _plan(*ids: str, examined: int | None = None, deletable: bool = True) -> Pla
         chosen=tuple(_facts(i, deletable) for i in ids),
     )
     return Plan(
-        plan_id="plan-unit-1",
+        plan_id="plan-20260601T120000Z-0000unit",
         created_at=NOW,
         expires_at=NOW + dt.timedelta(hours=24),
         criteria=PlanCriteria(older_than_days=30, protect_tags=("awsops:protect",)),
@@ -93,7 +98,13 @@ def _ec2() -> Any:
 
 
 def _executor(plan: Plan, **options: Any) -> Executor:
-    return Executor(plan, _factory(), ApplyOptions(**options), journal_path=None, now=lambda: NOW)
+    """An executor whose journal is open (in a fresh directory), as during a run."""
+    path = Path(tempfile.mkdtemp(prefix="awsops-unit-")) / "journal.jsonl"
+    ex = Executor(plan, _factory(), ApplyOptions(**options), journal_path=path, now=lambda: NOW)
+    journal = Journal(path, plan.plan_id)
+    ex.run_state.state = journal.open()
+    ex.run_state.journal = journal
+    return ex
 
 
 def _work(plan: Plan, ec2: Any) -> TargetWork:
@@ -168,7 +179,7 @@ def test_refused_batch_is_described_then_retried_one_by_one_aws_behaviour() -> N
         _not_permitted(stub, B)
         stub.add_response("describe_instances", _described(**{B: "stopped"}), _describe_params(B))
         stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
-        accepted, failed = ex._terminate(work, [A, B, C])
+        accepted, failed = ex.terminations.terminate(work, [A, B, C])
         stub.assert_no_pending_responses()
     assert accepted == [A, C]
     assert list(failed) == [B]
@@ -177,9 +188,11 @@ def test_refused_batch_is_described_then_retried_one_by_one_aws_behaviour() -> N
     assert err.code == "OperationNotPermitted"
     assert err.operation == "TerminateInstances" and err.account_id == ACCOUNT
     for i in (A, B, C):
-        assert ex.state.of(i).terminate_requested
-    assert ex.state.of(A).terminate_accepted and ex.state.of(C).terminate_accepted
-    assert not ex.state.of(B).terminate_accepted
+        assert ex.run_state.state.of(i).terminate_requested
+    assert (
+        ex.run_state.state.of(A).terminate_accepted and ex.run_state.state.of(C).terminate_accepted
+    )
+    assert not ex.run_state.state.of(B).terminate_accepted
 
 
 def test_refused_batch_is_journaled_intent_then_outcome(tmp_path: Path) -> None:
@@ -187,8 +200,8 @@ def test_refused_batch_is_journaled_intent_then_outcome(tmp_path: Path) -> None:
     ec2 = _ec2()
     ex = _executor(plan)
     journal = Journal(tmp_path / "plan.journal.jsonl", plan.plan_id)
-    ex.state = journal.open()
-    ex.journal = journal
+    ex.run_state.state = journal.open()
+    ex.run_state.journal = journal
     try:
         with Stubber(ec2) as stub:
             _not_permitted(stub, A, B, C)
@@ -203,7 +216,7 @@ def test_refused_batch_is_journaled_intent_then_outcome(tmp_path: Path) -> None:
                 "describe_instances", _described(**{B: "stopped"}), _describe_params(B)
             )
             stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
-            ex._terminate(_work(plan, ec2), [A, B, C])
+            ex.terminations.terminate(_work(plan, ec2), [A, B, C])
             stub.assert_no_pending_responses()
     finally:
         journal.close()
@@ -231,13 +244,11 @@ def test_execute_reports_the_protected_instance_failed_and_the_others_terminated
     ex = _executor(plan, terminate_delay=0, terminate_max_attempts=2)
     work = _work(plan, ec2)
     with Stubber(ec2) as stub:
+        # right before the batch: still stopped? (nothing to back up, so no look-up first)
         stub.add_response(
-            "describe_snapshots",
-            {"Snapshots": []},
-            {
-                "OwnerIds": ["self"],
-                "Filters": [{"Name": "tag:awsops:plan-id", "Values": [plan.plan_id]}],
-            },
+            "describe_instances",
+            _described(**{A: "stopped", B: "stopped", C: "stopped"}),
+            _describe_params(A, B, C),
         )
         _not_permitted(stub, A, B, C)
         stub.add_response(
@@ -289,11 +300,11 @@ def test_partially_applied_batch_is_accepted_without_a_second_call() -> None:
         _not_permitted(stub, B)
         stub.add_response("describe_instances", _described(**{B: "stopped"}), _describe_params(B))
         stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
-        accepted, failed = ex._terminate(work, [A, B, C])
+        accepted, failed = ex.terminations.terminate(work, [A, B, C])
         stub.assert_no_pending_responses()
     assert sorted(accepted) == [A, C]
     assert list(failed) == [B] and failed[B].code == "OperationNotPermitted"
-    assert ex.state.of(A).terminate_accepted
+    assert ex.run_state.state.of(A).terminate_accepted
 
 
 def test_single_refusal_that_did_terminate_is_accepted() -> None:
@@ -310,7 +321,7 @@ def test_single_refusal_that_did_terminate_is_accepted() -> None:
         stub.add_response(
             "describe_instances", _described(**{A: "terminated"}), _describe_params(A)
         )
-        accepted, failed = ex._terminate(_work(plan, ec2), [A])
+        accepted, failed = ex.terminations.terminate(_work(plan, ec2), [A])
         stub.assert_no_pending_responses()
     assert accepted == [A] and failed == {}
 
@@ -321,7 +332,7 @@ def test_batch_that_succeeds_is_one_call() -> None:
     ex = _executor(plan)
     with Stubber(ec2) as stub:
         stub.add_response("terminate_instances", _terminating(A, B, C), {"InstanceIds": [A, B, C]})
-        accepted, failed = ex._terminate(_work(plan, ec2), [A, B, C])
+        accepted, failed = ex.terminations.terminate(_work(plan, ec2), [A, B, C])
         stub.assert_no_pending_responses()
     assert accepted == [A, B, C] and failed == {}
 
@@ -352,7 +363,7 @@ def test_check_permissions_passes_on_dry_run_operation() -> None:
     with Stubber(ec2) as stub:
         _dry_run_ok(stub, "terminate_instances", {"InstanceIds": [A], "DryRun": True})
         _dry_run_ok(stub, "create_snapshot", {"VolumeId": "vol-1root", "DryRun": True})
-        _executor(plan).check_permissions(_work(plan, ec2))
+        check_permissions(_work(plan, ec2))
         stub.assert_no_pending_responses()
     assert dict(counter.calls) == {"TerminateInstances": 1, "CreateSnapshot": 1}
 
@@ -362,7 +373,7 @@ def test_check_permissions_without_deletable_volumes_probes_terminate_only() -> 
     ec2, counter = _counted_ec2()
     with Stubber(ec2) as stub:
         _dry_run_ok(stub, "terminate_instances", {"InstanceIds": [A], "DryRun": True})
-        _executor(plan).check_permissions(_work(plan, ec2))
+        check_permissions(_work(plan, ec2))
         stub.assert_no_pending_responses()
     assert dict(counter.calls) == {"TerminateInstances": 1}
 
@@ -379,7 +390,7 @@ def test_check_permissions_refuses_when_terminate_is_unauthorized() -> None:
             expected_params={"InstanceIds": [A], "DryRun": True},
         )
         with pytest.raises(SafetyError) as info:
-            _executor(plan).check_permissions(_work(plan, ec2))
+            check_permissions(_work(plan, ec2))
         stub.assert_no_pending_responses()
     text = info.value.one_line()
     assert "ec2:TerminateInstances" in text and "UnauthorizedOperation" in text
@@ -400,7 +411,7 @@ def test_check_permissions_refuses_when_snapshot_is_unauthorized() -> None:
             expected_params={"VolumeId": "vol-1root", "DryRun": True},
         )
         with pytest.raises(SafetyError, match="ec2:CreateSnapshot"):
-            _executor(plan).check_permissions(_work(plan, ec2))
+            check_permissions(_work(plan, ec2))
         stub.assert_no_pending_responses()
     assert dict(counter.calls) == {"TerminateInstances": 1, "CreateSnapshot": 1}
 
@@ -414,7 +425,7 @@ def test_check_permissions_refuses_a_dry_run_that_was_not_dry() -> None:
             "terminate_instances", _terminating(A), {"InstanceIds": [A], "DryRun": True}
         )
         with pytest.raises(SafetyError, match="did not answer DryRunOperation"):
-            _executor(plan).check_permissions(_work(plan, ec2))
+            check_permissions(_work(plan, ec2))
         stub.assert_no_pending_responses()
 
 
@@ -422,7 +433,7 @@ def test_check_permissions_with_nothing_to_do_calls_nothing() -> None:
     plan = _plan(A)
     ec2, counter = _counted_ec2()
     with Stubber(ec2):
-        _executor(plan).check_permissions(TargetWork(plan.targets[0], ec2, act=[]))
+        check_permissions(TargetWork(plan.targets[0], ec2, act=[]))
     assert counter.total_calls == 0
 
 
@@ -432,14 +443,14 @@ def test_check_permissions_with_nothing_to_do_calls_nothing() -> None:
 class NoCalls:
     """A session factory that fails the test if the executor touches it."""
 
-    settings = None
+    settings = ClientSettings()
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the executor used the factory ({name}) before refusing")
 
 
 def _run_refused(plan: Plan, **options: Any) -> SafetyError:
-    ex = Executor(plan, NoCalls(), ApplyOptions(**options), journal_path=None)  # type: ignore[arg-type]
+    ex = Executor(plan, NoCalls(), ApplyOptions(dry_run=True, **options), journal_path=None)  # type: ignore[arg-type]
     with pytest.raises(SafetyError) as info:
         ex.run(confirm=lambda _p: pytest.fail("asked to confirm"))
     return info.value
@@ -447,14 +458,18 @@ def _run_refused(plan: Plan, **options: Any) -> SafetyError:
 
 def test_max_instances_refuses_before_any_call(tmp_path: Path) -> None:
     err = _run_refused(_plan(A, B, C), max_instances=2)
-    assert "3 instances" in err.one_line() and "--max-instances 2" in err.one_line()
+    assert "3 instances" in err.one_line() and "cap of 2" in err.one_line()
     assert err.exit_code == 3
 
 
-def test_max_percent_refuses_before_any_call() -> None:
-    err = _run_refused(_plan(A, B, C, examined=4), max_percent=50)
-    text = err.one_line()
-    assert "3 of 4" in text and "--max-percent 50" in text and ACCOUNT in text
+def test_plan_caps_apply_without_any_option() -> None:
+    """Caps set at plan time are enforced at apply even with no option or config."""
+    plan = dataclasses.replace(_plan(A, B, C), limits=PlanLimits(max_instances=2))
+    err = _run_refused(plan, max_instances=None)
+    assert "cap of 2" in err.one_line()
+    # an apply option can lower the plan's cap, never raise it
+    assert "cap of 1" in _run_refused(plan, max_instances=1).one_line()
+    assert "cap of 2" in _run_refused(plan, max_instances=50).one_line()
 
 
 def test_blast_radius_refusal_writes_no_journal(tmp_path: Path) -> None:
@@ -465,18 +480,35 @@ def test_blast_radius_refusal_writes_no_journal(tmp_path: Path) -> None:
     assert not journal.exists()
 
 
+def _verified(plan: Plan, live_stopped: int) -> list[TargetWork]:
+    tp = plan.targets[0]
+    return [TargetWork(tp, None, act=list(tp.chosen), live_stopped=live_stopped)]
+
+
+def test_max_percent_counts_the_stopped_instances_live_at_apply() -> None:
+    """Seen: `examined = 10**9` in the plan got it past --max-percent 10. The share is
+    taken of the stopped instances counted at apply, never of the plan's count."""
+    plan = _plan(A, B, C, examined=10**9)
+    with pytest.raises(SafetyError) as info:
+        check_blast_radius(plan, ApplyOptions(max_percent=50), _verified(plan, live_stopped=4))
+    text = info.value.one_line()
+    assert "3 of the 4 stopped" in text and "cap of 50%" in text and ACCOUNT in text
+    check_blast_radius(plan, ApplyOptions(max_percent=75), _verified(plan, live_stopped=4))
+
+
 @pytest.mark.parametrize(
-    ("options", "examined"),
+    ("options", "live"),
     [
-        ({"max_instances": 3}, 3),
+        ({"max_instances": 3, "max_percent": None}, 3),
         ({"max_percent": 75.0}, 4),
         ({"max_percent": 100.0}, 3),
         ({"max_instances": 3, "max_percent": 75.0}, 4),
-        ({}, 3),
+        ({"max_percent": None}, 3),
     ],
 )
-def test_blast_radius_limits_are_inclusive(options: dict[str, Any], examined: int) -> None:
-    _executor(_plan(A, B, C, examined=examined), **options).check_blast_radius()
+def test_blast_radius_limits_are_inclusive(options: dict[str, Any], live: int) -> None:
+    plan = _plan(A, B, C)
+    check_blast_radius(plan, ApplyOptions(**options), _verified(plan, live_stopped=live))
 
 
 # --- CreateSnapshot without an idempotency token -----------------------------------------
@@ -492,7 +524,7 @@ def _tag_lookup(volume_id: str) -> dict[str, Any]:
     return {
         "OwnerIds": ["self"],
         "Filters": [
-            {"Name": "tag:awsops:plan-id", "Values": ["plan-unit-1"]},
+            {"Name": "tag:awsops:plan-id", "Values": ["plan-20260601T120000Z-0000unit"]},
             {"Name": "tag:awsops:volume-id", "Values": [volume_id]},
         ],
     }
@@ -517,7 +549,7 @@ class SnapshotCase:
     slept: list[float]
 
     def create(self) -> str:
-        return self.ex._create_snapshot(self.work, self.facts, self.vol)
+        return self.ex.backups.create(self.work, self.facts, self.vol)
 
 
 def _snapshot_case() -> SnapshotCase:
@@ -526,8 +558,8 @@ def _snapshot_case() -> SnapshotCase:
     ec2, once = _ec2(), _ec2()
     ex = _executor(plan)
     slept: list[float] = []
-    ex._sleep = slept.append
-    ex._jitter = lambda: 1.0
+    ex.run_state.sleep = slept.append
+    ex.run_state.jitter = lambda: 1.0
     work = TargetWork(tp, ec2, ec2_once=once, act=list(tp.chosen))
     facts = tp.chosen[0]
     return SnapshotCase(ex, work, facts, facts.volumes[0], ec2, once, slept)

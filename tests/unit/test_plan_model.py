@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -17,6 +18,7 @@ from awsops.decommission import pricing
 from awsops.decommission.journal import (
     Event,
     Journal,
+    JournalError,
     journal_path_for,
     read_events,
     replay,
@@ -27,14 +29,21 @@ from awsops.decommission.model import (
     InstanceFacts,
     Plan,
     PlanCriteria,
+    PlanEndpoint,
+    PlanLimits,
     SkipReason,
     TargetPlan,
     Volume,
+)
+from awsops.decommission.planfile import (
+    canonical,
     checksum,
     load_plan,
     parse_plan,
+    plan_json,
     write_plan,
 )
+from awsops.decommission.signing import SigningKey, signing_key
 from awsops.errors import PlanError, UsageError
 
 UTC = dt.timezone.utc
@@ -110,6 +119,8 @@ def make_plan(created: dt.datetime = CREATED, ttl: dt.timedelta = dt.timedelta(h
         ),
         targets=(east, west),
         summary={"examined": 5, "terminate": 2, "skip": {"protection-tag": 1}},
+        limits=PlanLimits(max_instances=10, max_percent=40.0),
+        endpoint=PlanEndpoint("endpoint-url", "http://127.0.0.1:5000"),
     )
 
 
@@ -129,10 +140,13 @@ def test_plan_round_trip(tmp_path: Path) -> None:
     plan = make_plan()
     path = write_plan(plan, tmp_path / "plan.json")
     assert path == tmp_path / "plan.json"
-    assert not (tmp_path / "plan.json.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o600
     loaded = load_plan(path, now=BEFORE_EXPIRY)
     assert loaded == plan
-    assert loaded.to_json() == plan.to_json()
+    assert loaded.body() == plan.body()
+    assert loaded.limits == PlanLimits(10, 40.0)
+    assert loaded.endpoint.url == "http://127.0.0.1:5000"
     assert loaded.chosen == plan.chosen
     assert [f.instance_id for _, f in loaded.chosen] == ["i-0001", "i-0002"]
     assert loaded.targets[0].skipped[1].facts.stop_time is None
@@ -145,9 +159,10 @@ def test_plan_file_is_versioned_json_with_checksum(tmp_path: Path) -> None:
     path = write_plan(make_plan(), tmp_path / "plan.json")
     raw = json.loads(path.read_text())
     assert raw["kind"] == "awsops.decommission.plan"
-    assert raw["schema_version"] == SCHEMA_VERSION == 1
-    body = {k: v for k, v in raw.items() if k != "checksum"}
+    assert raw["schema_version"] == SCHEMA_VERSION == 2
+    body = {k: v for k, v in raw.items() if k not in ("checksum", "signature")}
     assert raw["checksum"] == checksum(body)
+    assert raw["signature"] == signing_key().sign(canonical(body))
     assert raw["checksum"].startswith("sha256:") and len(raw["checksum"]) == 7 + 64
     assert raw["created_at"] == "2026-06-01T12:00:00+00:00"
     skipped = raw["targets"][0]["skip"]
@@ -222,16 +237,112 @@ def test_tampering_is_refused(tmp_path: Path, name: str) -> None:
 
 def test_wrong_schema_version_is_refused_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "plan.json"
-    raw = make_plan().to_json()
-    for version in (2, 0, "1", None):
+    raw = plan_json(make_plan())
+    for version in (1, 3, 0, "2", None):
         raw["schema_version"] = version
-        body = {k: v for k, v in raw.items() if k != "checksum"}
-        raw["checksum"] = checksum(body)  # consistent: the version itself is refused
-        path.write_text(json.dumps(raw))
+        path.write_text(json.dumps(_resigned(raw)))  # consistent: the version is refused
         with pytest.raises(PlanError) as info:
             load_plan(path, now=BEFORE_EXPIRY)
         text = _one_line(info.value)
-        assert f"schema version {version!r}" in text and "version 1" in text
+        assert f"schema version {version!r}" in text and "version 2" in text
+
+
+# --- signature -----------------------------------------------------------------------
+
+
+def test_edited_plan_with_a_recomputed_checksum_is_refused(tmp_path: Path) -> None:
+    """Seen: with the checksum recomputed, a lowered older_than_days terminated an
+    instance stopped 3 days ago, and expires_at 2099 was accepted."""
+    path = write_plan(make_plan(), tmp_path / "plan.json")
+    for edit in (
+        _set(["criteria", "older_than_days"], 0.0001),
+        _set(["expires_at"], "2099-01-01T00:00:00+00:00"),
+        _set(["targets", 0, "examined"], 10**9),
+        _set(["limits", "max_percent"], 100.0),
+    ):
+        raw = json.loads(path.read_text())
+        edit(raw)
+        body = {k: v for k, v in raw.items() if k not in ("checksum", "signature")}
+        raw["checksum"] = checksum(body)
+        path.with_name("edited.json").write_text(json.dumps(raw))
+        with pytest.raises(PlanError) as info:
+            load_plan(path.with_name("edited.json"), now=BEFORE_EXPIRY)
+        assert "signature mismatch" in _one_line(info.value)
+
+
+def test_unsigned_plan_is_refused(tmp_path: Path) -> None:
+    raw = plan_json(make_plan())
+    raw.pop("signature")
+    (tmp_path / "p.json").write_text(json.dumps(raw))
+    with pytest.raises(PlanError) as info:
+        load_plan(tmp_path / "p.json", now=BEFORE_EXPIRY)
+    assert "is not signed" in _one_line(info.value)
+
+
+def test_plan_signed_with_another_key_is_refused_naming_both(tmp_path: Path) -> None:
+    other = SigningKey(b"k" * 32, "elsewhere")
+    write_plan(make_plan(), tmp_path / "p.json", key=other)
+    with pytest.raises(PlanError) as info:
+        load_plan(tmp_path / "p.json", now=BEFORE_EXPIRY)
+    text = _one_line(info.value)
+    assert other.key_id in text and signing_key().key_id in text and "AWSOPS_PLAN_KEY" in text
+
+
+def test_plan_key_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AWSOPS_PLAN_KEY", "x" * 40)
+    write_plan(make_plan(), tmp_path / "p.json")
+    assert load_plan(tmp_path / "p.json", now=BEFORE_EXPIRY) == make_plan()
+    monkeypatch.setenv("AWSOPS_PLAN_KEY", "y" * 40)
+    with pytest.raises(PlanError, match="another key"):
+        load_plan(tmp_path / "p.json", now=BEFORE_EXPIRY)
+    monkeypatch.setenv("AWSOPS_PLAN_KEY", "short")
+    with pytest.raises(UsageError, match="at least 32"):
+        signing_key()
+
+
+def test_plan_key_file_is_private_and_refused_when_readable_by_others(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWSOPS_HOME", str(tmp_path / "home"))
+    key = signing_key()
+    path = tmp_path / "home" / "plan-signing.key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "home").stat().st_mode & 0o777 == 0o700
+    assert signing_key() == key  # the same key on every use
+    path.chmod(0o644)
+    with pytest.raises(UsageError, match="readable by others"):
+        signing_key()
+
+
+def test_a_plan_may_live_seven_days_at_most(tmp_path: Path) -> None:
+    ok = make_plan(ttl=dt.timedelta(days=7))
+    write_plan(ok, tmp_path / "ok.json")
+    assert load_plan(tmp_path / "ok.json", now=BEFORE_EXPIRY) == ok
+    write_plan(make_plan(ttl=dt.timedelta(days=7, seconds=1)), tmp_path / "long.json")
+    with pytest.raises(PlanError) as info:
+        load_plan(tmp_path / "long.json", now=BEFORE_EXPIRY)
+    assert "7 days" in _one_line(info.value)
+
+
+def test_plan_nested_ten_thousand_levels_deep_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 10_000 + "]" * 10_000)
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    assert "nested too deeply" in _one_line(info.value)
+
+
+def test_plan_is_never_written_through_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "p.json").symlink_to(victim)
+    with pytest.raises(UsageError, match="symbolic link"):
+        write_plan(make_plan(), tmp_path / "p.json")
+    assert victim.read_text() == "keep me"
+    # a link planted at the old fixed temporary name is not followed either
+    (tmp_path / "q.json.tmp").symlink_to(victim)
+    write_plan(make_plan(), tmp_path / "q.json")
+    assert victim.read_text() == "keep me" and (tmp_path / "q.json.tmp").is_symlink()
 
 
 def test_expired_plan_is_refused(tmp_path: Path) -> None:
@@ -291,12 +402,13 @@ def test_not_a_plan_is_refused(tmp_path: Path, raw: Any) -> None:
 
 
 def _resigned(raw: dict[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in raw.items() if k != "checksum"}
-    return {**body, "checksum": checksum(body)}
+    """The plan with its checksum and signature made again (as the key holder could)."""
+    body = {k: v for k, v in raw.items() if k not in ("checksum", "signature")}
+    return {**body, "checksum": checksum(body), "signature": signing_key().sign(canonical(body))}
 
 
 def test_unknown_skip_reason_is_refused() -> None:
-    raw = make_plan().to_json()
+    raw = plan_json(make_plan())
     raw["targets"][0]["skip"][0]["skip_reason"] = "felt-like-it"
     with pytest.raises(PlanError) as info:
         parse_plan(_resigned(raw), "plan.json", now=BEFORE_EXPIRY)
@@ -321,7 +433,7 @@ def test_unknown_skip_reason_is_refused() -> None:
 def test_consistent_but_malformed_plans_are_refused(
     edit: Callable[[dict[str, Any]], Any], needle: str
 ) -> None:
-    raw = make_plan().to_json()
+    raw = plan_json(make_plan())
     edit(raw)
     with pytest.raises(PlanError) as info:
         parse_plan(_resigned(raw), "plan.json", now=BEFORE_EXPIRY)
@@ -331,10 +443,32 @@ def test_consistent_but_malformed_plans_are_refused(
 # --- journal ------------------------------------------------------------------------------
 
 
-def test_journal_path_for() -> None:
-    assert journal_path_for("x/plan.json") == Path("x/plan.journal.jsonl")
-    assert journal_path_for(Path("/a/b/p-1.json")) == Path("/a/b/p-1.journal.jsonl")
-    assert journal_path_for("x/plan") == Path("x/plan.journal.jsonl")
+def test_journal_path_is_keyed_by_plan_id_in_the_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWSOPS_HOME", str(tmp_path))
+    pid = "plan-20260601T120000Z-abcdef12"
+    assert journal_path_for(pid) == tmp_path / "plans" / pid / "journal.jsonl"
+    for bad in ("", "../x", "a/b", ".hidden"):
+        with pytest.raises(PlanError):
+            journal_path_for(bad)
+
+
+def test_journal_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "d" / "journal.jsonl"
+    with Journal(path, "plan-a") as journal:
+        journal.record(Event.APPLY_STARTED, run=1)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_journal_never_follows_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    (tmp_path / "j.jsonl").symlink_to(victim)
+    with pytest.raises(JournalError, match="cannot open journal"):
+        Journal(tmp_path / "j.jsonl", "plan-a").open()
+    assert victim.read_text() == ""
 
 
 def _record_a_run(journal: Journal) -> None:
@@ -398,8 +532,31 @@ def test_journal_open_returns_the_replayed_state(tmp_path: Path) -> None:
 
 
 def test_record_on_a_closed_journal_fails(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="not open"):
+    with pytest.raises(JournalError, match="closed"):
         Journal(tmp_path / "j.jsonl", "plan-a").record(Event.APPLY_STARTED)
+    journal = Journal(tmp_path / "j.jsonl", "plan-a")
+    journal.open()
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        journal.record(Event.TERMINATED, instance_id="i-1")
+
+
+def test_journal_write_failure_raises_naming_the_journal(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.jsonl", "plan-a")
+    journal.open()
+    try:
+        real = journal._fh
+        assert real is not None
+        full = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115 - every write: ENOSPC
+        journal._fh = full
+        with pytest.raises(JournalError) as info:
+            journal.record(Event.APPLY_STARTED, run=1)
+        assert "j.jsonl" in str(info.value) and "No space left" in str(info.value)
+        journal._fh = real
+        with contextlib.suppress(OSError):  # its buffer cannot be flushed either
+            full.close()
+    finally:
+        journal.close()
 
 
 def test_torn_last_line_is_ignored_and_next_record_starts_a_new_line(tmp_path: Path) -> None:

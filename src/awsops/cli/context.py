@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -12,7 +13,13 @@ from typing import Any, TypeVar
 import boto3
 import click
 
-from awsops.config import ClientSettings, Target, load_targets_file, parse_region_list
+from awsops.config import (
+    ClientSettings,
+    Target,
+    ensure_unique,
+    load_targets_file,
+    parse_region_list,
+)
 from awsops.errors import UsageError
 from awsops.session import SessionFactory
 
@@ -65,6 +72,22 @@ class AppContext:
                 )
         return self._factory
 
+    def command(self, *args: str) -> str:
+        """The awsops command line for ``args`` with the global options in use, quoted
+        for a POSIX shell: every hint awsops prints can be pasted as it is."""
+        parts = ["awsops"]
+        if self.sandbox:
+            parts.append("--sandbox")
+        if self.profile:
+            parts += ["--profile", self.profile]
+        if self.region:
+            parts += ["--region", self.region]
+        if self.endpoint_url:
+            parts += ["--endpoint-url", self.endpoint_url]
+        if self.max_attempts:
+            parts += ["--max-attempts", str(self.max_attempts)]
+        return " ".join(shlex.quote(p) for p in [*parts, *args])
+
     def default_region(self) -> str:
         region = self.factory().region
         if not region:
@@ -98,6 +121,7 @@ class AppContext:
                 for t in spec.targets():
                     factory.validate_region(t.region)
                     out.append(t)
+            ensure_unique(out)
             return out
         if not wanted:
             wanted = [self.default_region()]

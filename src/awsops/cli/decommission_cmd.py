@@ -2,109 +2,39 @@
 
 from __future__ import annotations
 
-import re
 import sys
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from awsops.cli.context import app_context, aws_options
+from awsops.cancel import CancelToken, cancel_on_signals
+from awsops.cli.context import AppContext, app_context, aws_options
+from awsops.cli.decommission_options import (
+    ALLOW_SHORT,
+    APPLY_OPTIONS,
+    CAPS,
+    PLAN_OPTIONS,
+    apply_options,
+    check_plan_output,
+    command_at,
+    criteria_from,
+    endpoint_of,
+    plan_limits,
+    with_options,
+)
 from awsops.config import DecommissionSettings, load_decommission_settings
-from awsops.decommission.executor import ApplyOptions, ApplyPreview, ApplyReport, apply_plan
+from awsops.decommission.executor import ApplyPreview, ApplyReport, apply_plan
 from awsops.decommission.journal import journal_path_for
-from awsops.decommission.model import Plan, PlanCriteria, load_plan, write_plan
+from awsops.decommission.model import Plan
+from awsops.decommission.planfile import load_plan, plan_json, write_plan
 from awsops.decommission.planner import build_plan
-from awsops.errors import SafetyError, UsageError
+from awsops.decommission.render import render_plan, render_preview, summary_line
+from awsops.decommission.verify import check_endpoint
+from awsops.errors import SafetyError
+from awsops.home import home, private_dir
 from awsops.output import RecordWriter, make_console, progress_for, to_json
-
-F = TypeVar("F", bound=Callable[..., Any])
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhw]?)\s*$")
-
-
-def parse_older_than(value: str) -> float:
-    """``30d``, ``36h``, ``2w`` or a bare number of days -> days (float, > 0)."""
-    m = _DURATION.match(value or "")
-    if not m:
-        raise UsageError(f"--older-than {value!r}: use a duration like 30d, 36h or 2w")
-    n = float(m.group(1))
-    days = {"": n, "d": n, "h": n / 24.0, "w": n * 7.0}[m.group(2)]
-    if days <= 0:
-        raise UsageError("--older-than must be more than zero")
-    return days
-
-
-def _criteria(older_than: str, settings: DecommissionSettings, cloudtrail: bool) -> PlanCriteria:
-    return PlanCriteria(
-        older_than_days=parse_older_than(older_than),
-        protect_tags=settings.protect_tags,
-        account_allowlist=settings.account_allowlist,
-        account_denylist=settings.account_denylist,
-        exclude_instance_ids=settings.exclude_instance_ids,
-        exclude_tags=dict(settings.exclude_tags),
-        cloudtrail=cloudtrail,
-    )
-
-
-def render_plan(plan: Plan, console: Console) -> None:
-    """The reviewable view of a plan: what goes, why the rest stays, what it saves."""
-    table = Table(title=f"plan {plan.plan_id}: instances to terminate", header_style="bold")
-    for col in (
-        "account",
-        "region",
-        "instance",
-        "name",
-        "stopped",
-        "source",
-        "type",
-        "volumes deleted",
-    ):
-        table.add_column(col)
-    for tp, f in plan.chosen:
-        deleted = ", ".join(f"{v.volume_id} ({v.size_gib} GiB)" for v in f.deletable_volumes)
-        table.add_row(
-            tp.account_id,
-            tp.region,
-            f.instance_id,
-            f.name,
-            f.stop_time.strftime("%Y-%m-%d") if f.stop_time else "?",
-            f.stop_source,
-            f.instance_type or "",
-            deleted or "-",
-        )
-    console.print(table)
-    s = plan.summary
-    skip = Counter(s.get("skip", {}))
-    if skip:
-        st = Table(title="stopped instances kept", header_style="bold")
-        st.add_column("reason")
-        st.add_column("instances", justify="right")
-        for reason, n in sorted(skip.items()):
-            st.add_row(reason, str(n))
-        console.print(st)
-    est = s.get("estimate", {})
-    console.print(
-        f"examined {s.get('examined', 0)} stopped instances in {len(plan.targets)} target(s): "
-        f"terminate {s.get('terminate', 0)}, keep {sum(skip.values())}; "
-        f"EBS volumes deleted: {est.get('deleted_volumes', 0)} "
-        f"({est.get('deleted_gib', 0)} GiB, each backed up by a snapshot first)",
-        highlight=False,
-    )
-    console.print(
-        f"estimated saving: {est.get('monthly_ebs_saving', 0):.2f} {est.get('currency', 'USD')}"
-        f"/month of EBS, less at most {est.get('monthly_backup_snapshot_cost_max', 0):.2f} for "
-        f"the backup snapshots (prices: {est.get('prices_region')}, "
-        f"{est.get('prices_as_of')})",
-        highlight=False,
-    )
-    failed = sum(1 for tp in plan.targets if tp.error)
-    if failed:
-        console.print(f"{failed} target(s) could not be planned (see the errors)", highlight=False)
-    console.print(f"plan expires at {plan.expires_at.isoformat()}", highlight=False)
 
 
 def _plan_errors(plan: Plan) -> int:
@@ -116,18 +46,8 @@ def _plan_errors(plan: Plan) -> int:
 
 
 def _confirm_on_terminal(preview: ApplyPreview) -> bool:
-    console = make_console(stderr=True)
+    render_preview(preview, make_console(stderr=True))
     n = len(preview.to_terminate)
-    table = Table(title="about to terminate", header_style="bold")
-    for col in ("account", "region", "instance", "name", "snapshots first"):
-        table.add_column(col)
-    for tp, f in preview.to_terminate:
-        table.add_row(
-            tp.account_id, tp.region, f.instance_id, f.name, str(len(f.deletable_volumes))
-        )
-    console.print(table)
-    if preview.skipped:
-        console.print(f"{len(preview.skipped)} planned instance(s) will be skipped (drift)")
     answer = click.prompt(
         f"Type {n} to back up and terminate {n} instance(s)",
         default="",
@@ -137,28 +57,17 @@ def _confirm_on_terminal(preview: ApplyPreview) -> bool:
     return answer.strip() == str(n)
 
 
+COLUMNS = ["account_id", "region", "instance_id", "name", "outcome", "reason", "code", "snapshots"]
+
+
 def _render_report(report: ApplyReport, output_format: str | None) -> None:
-    columns = [
-        "account_id",
-        "region",
-        "instance_id",
-        "name",
-        "outcome",
-        "reason",
-        "code",
-        "snapshots",
-    ]
-    with RecordWriter(output_format or "table", sys.stdout, columns) as w:
+    with RecordWriter(output_format or "table", sys.stdout, COLUMNS) as w:
         for r in report.results:
             w.write(r.to_json())
-    counts = Counter(r.outcome for r in report.results)
-    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to do"
-    mode = "dry run, nothing changed: " if report.dry_run else ""
-    click.echo(
-        f"{mode}{parts}"
-        + (f"; journal {report.journal}" if report.journal and not report.dry_run else ""),
-        err=True,
-    )
+    line = summary_line(report.results, report.dry_run)
+    if report.journal and not report.dry_run:
+        line += f"; journal {report.journal}"
+    click.echo(line, err=True)
     for e in report.target_errors:
         click.echo(f"error: {e}", err=True)
 
@@ -186,35 +95,58 @@ def _progress_events(progress: Any) -> Any:
 
 
 def _apply(
+    app: AppContext,
     plan: Plan,
     plan_path: Path,
     settings: DecommissionSettings,
     yes: bool,
     dry_run: bool,
+    allow_short: bool,
     output_format: str | None,
-    **limits: Any,
+    kw: dict[str, Any],
 ) -> None:
+    resume = app.command("decommission", "apply", str(plan_path))
+    check_endpoint(plan, endpoint_of(app), command_at(app, plan.endpoint, *resume_args(plan_path)))
     if not dry_run and not yes and not sys.stdin.isatty():
         raise SafetyError(
             "refusing to apply without a terminal to confirm: review the plan, "
             "then pass --yes (or --dry-run to only check)"
         )
-    options = ApplyOptions(
-        dry_run=dry_run,
-        protect_tags=settings.protect_tags,
-        account_allowlist=settings.account_allowlist,
-        account_denylist=settings.account_denylist,
-        **{k: v for k, v in limits.items() if v is not None},
-    )
-    factory = app_context().factory()
+    options = apply_options(settings, dry_run, allow_short, kw)
+    factory = app.factory()
     confirm = None if yes else _confirm_on_terminal
-    with progress_for() as progress:
+    token = CancelToken()
+    with (
+        cancel_on_signals(token, notify=lambda m: click.echo(m, err=True)),
+        progress_for() as progress,
+    ):
         report = apply_plan(
-            plan, factory, options, journal_path_for(plan_path), confirm, _progress_events(progress)
+            plan,
+            factory,
+            options,
+            journal_path_for(plan.plan_id),
+            confirm,
+            _progress_events(progress),
+            cancel=token,
         )
     _render_report(report, output_format)
-    if not report.ok:
+    if report.journal_error:
+        click.echo(
+            f"error: {report.journal_error}; stopped before the next change: make room, "
+            f"then resume with: {resume}",
+            err=True,
+        )
         raise SystemExit(1)
+    if report.cancelled:
+        click.echo(f"error: {report.cancelled}; resume with: {resume}", err=True)
+        raise SystemExit(130)
+    if not report.ok:
+        click.echo(f"to retry what failed: {resume}", err=True)
+        raise SystemExit(1)
+
+
+def resume_args(plan_path: Path) -> tuple[str, ...]:
+    return ("decommission", "apply", str(plan_path))
 
 
 @click.group("decommission")
@@ -223,125 +155,15 @@ def decommission() -> None:
     review, apply (re-verify, DryRun check, snapshot, terminate, journal), resume."""
 
 
-_plan_options = [
-    click.option("--older-than", required=True, help="Stopped for longer than: 30d, 36h, 2w."),
-    click.option("--regions", default=None, help="Comma-separated regions, or 'all'."),
-    click.option(
-        "--targets",
-        "targets_file",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="YAML file of accounts (role ARN, ExternalId, regions, name).",
-    ),
-    click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Decommission config YAML (protect tags, account allow/deny lists...).",
-    ),
-    click.option(
-        "--cloudtrail",
-        is_flag=True,
-        help="Look up unknown stop times in CloudTrail (slow: 2 calls/s per region).",
-    ),
-    click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True),
-]
-
-_DEFAULTS = DecommissionSettings()  # the option help states these defaults
-
-_apply_options = [
-    click.option("--yes", is_flag=True, help="Do not ask for confirmation."),
-    click.option("--dry-run", is_flag=True, help="Verify and check permissions; change nothing."),
-    click.option(
-        "--batch-size",
-        type=click.IntRange(1, 1000),
-        default=None,
-        help="Instances per TerminateInstances call (default 50).",
-    ),
-    click.option(
-        "--max-instances",
-        type=click.IntRange(1),
-        default=None,
-        help="Refuse a plan that terminates more instances than this.",
-    ),
-    click.option(
-        "--max-percent",
-        type=click.FloatRange(0, 100, min_open=True),
-        default=None,
-        help="Refuse if a target loses more than this % of its stopped instances.",
-    ),
-    click.option(
-        "--snapshot-delay",
-        type=click.FloatRange(0),
-        default=None,
-        help=f"Seconds between snapshot_completed polls (default {_DEFAULTS.snapshot_delay}).",
-    ),
-    click.option(
-        "--snapshot-max-attempts",
-        type=click.IntRange(1),
-        default=None,
-        help="Polls before a backup counts as not complete "
-        f"(default {_DEFAULTS.snapshot_max_attempts}).",
-    ),
-    click.option(
-        "--terminate-delay",
-        type=click.FloatRange(0),
-        default=None,
-        help=f"Seconds between instance_terminated polls (default {_DEFAULTS.terminate_delay}).",
-    ),
-    click.option(
-        "--terminate-max-attempts",
-        type=click.IntRange(1),
-        default=None,
-        help="Polls before termination counts as not finished "
-        f"(default {_DEFAULTS.terminate_max_attempts}).",
-    ),
-    click.option(
-        "--output",
-        "output_format",
-        type=click.Choice(["table", "json", "jsonl", "csv"]),
-        default=None,
-    ),
-]
-
-
-def _with(options: list[Callable[[F], F]]) -> Callable[[F], F]:
-    def deco(fn: F) -> F:
-        for opt in reversed(options):
-            fn = opt(fn)
-        return fn
-
-    return deco
-
-
-def _limits(settings: DecommissionSettings, kw: dict[str, Any]) -> dict[str, Any]:
-    """Apply limits: command-line options first, then the config file."""
-    return {
-        "batch_size": kw.pop("batch_size") or settings.batch_size,
-        "max_instances": kw.pop("max_instances") or settings.max_instances,
-        "max_percent": kw.pop("max_percent") or settings.max_percent,
-        "snapshot_delay": _first(kw.pop("snapshot_delay"), settings.snapshot_delay),
-        "snapshot_max_attempts": kw.pop("snapshot_max_attempts") or settings.snapshot_max_attempts,
-        "terminate_delay": _first(kw.pop("terminate_delay"), settings.terminate_delay),
-        "terminate_max_attempts": kw.pop("terminate_max_attempts")
-        or settings.terminate_max_attempts,
-    }
-
-
-def _first(a: Any, b: Any) -> Any:
-    return a if a is not None else b
-
-
 @decommission.command("plan")
-@_with(_plan_options)
+@with_options(PLAN_OPTIONS)
+@with_options(CAPS)
 @click.option(
     "-o",
     "--out",
     "out",
-    type=click.Path(dir_okay=False),
     required=True,
-    help="Where to write the plan (JSON).",
+    help="Where to write the plan (a JSON file path).",
 )
 @click.option(
     "--output",
@@ -359,24 +181,35 @@ def plan_cmd(
     config_file: str | None,
     cloudtrail: bool,
     concurrency: int,
+    allow_short: bool,
     out: str,
     output_format: str,
+    **kw: Any,
 ) -> None:
-    """Read-only: find stopped instances, decide, write a reviewable plan."""
+    """Read-only: find stopped instances, decide, write a reviewable, signed plan."""
     settings = load_decommission_settings(config_file)
-    criteria = _criteria(older_than, settings, cloudtrail)
+    criteria = criteria_from(older_than, settings, cloudtrail, allow_short)
+    limits = plan_limits(settings, kw)
+    path = check_plan_output(out)
     app = app_context()
     targets = app.targets(regions, targets_file)
     plan = build_plan(
-        app.factory(), targets, criteria, ttl_hours=settings.plan_ttl_hours, concurrency=concurrency
+        app.factory(),
+        targets,
+        criteria,
+        ttl_hours=settings.plan_ttl_hours,
+        concurrency=concurrency,
+        limits=limits,
+        endpoint=endpoint_of(app),
     )
-    path = write_plan(plan, out)
+    write_plan(plan, path)
     if output_format == "json":
-        click.echo(to_json(plan.to_json(), indent=2))
+        click.echo(to_json(plan_json(plan), indent=2))
     else:
         render_plan(plan, make_console())
         click.echo(
-            f"plan written to {path}; review it, then: awsops decommission apply {path}", err=True
+            f"plan written to {path}; review it, then: {app.command(*resume_args(path))}",
+            err=True,
         )
     if _plan_errors(plan):
         raise SystemExit(1)
@@ -389,13 +222,15 @@ def plan_cmd(
     "config_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Decommission config YAML (its protect tags and account lists add to the plan's).",
+    help="Decommission config YAML: apply's own policy, a floor under the plan's.",
 )
-@_with(_apply_options)
+@ALLOW_SHORT
+@with_options(APPLY_OPTIONS)
 @aws_options
 def apply_cmd(
     plan_file: str,
     config_file: str | None,
+    allow_short: bool,
     yes: bool,
     dry_run: bool,
     output_format: str | None,
@@ -404,12 +239,22 @@ def apply_cmd(
     """Apply a plan: re-verify, DryRun check, snapshot, terminate, wait. Resumable."""
     settings = load_decommission_settings(config_file)
     plan = load_plan(plan_file)
-    _apply(plan, Path(plan_file), settings, yes, dry_run, output_format, **_limits(settings, kw))
+    _apply(
+        app_context(),
+        plan,
+        Path(plan_file),
+        settings,
+        yes,
+        dry_run,
+        allow_short,
+        output_format,
+        kw,
+    )
 
 
 @decommission.command("run")
-@_with(_plan_options)
-@_with(_apply_options)
+@with_options(PLAN_OPTIONS)
+@with_options(APPLY_OPTIONS)
 @aws_options
 def run_cmd(
     older_than: str,
@@ -418,6 +263,7 @@ def run_cmd(
     config_file: str | None,
     cloudtrail: bool,
     concurrency: int,
+    allow_short: bool,
     yes: bool,
     dry_run: bool,
     output_format: str | None,
@@ -426,10 +272,9 @@ def run_cmd(
     """Plan and apply in one go (small jobs), with the same safety rails. The plan is
     kept under $AWSOPS_HOME/runs/ with its journal, so an interrupted run can resume
     with `awsops decommission apply`."""
-    from awsops.sandbox.manager import home
-
     settings = load_decommission_settings(config_file)
-    criteria = _criteria(older_than, settings, cloudtrail)
+    criteria = criteria_from(older_than, settings, cloudtrail, allow_short)
+    limits = plan_limits(settings, dict(kw))
     app = app_context()
     plan = build_plan(
         app.factory(),
@@ -437,14 +282,15 @@ def run_cmd(
         criteria,
         ttl_hours=settings.plan_ttl_hours,
         concurrency=concurrency,
+        limits=limits,
+        endpoint=endpoint_of(app),
     )
-    runs = home() / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    runs = private_dir(home() / "runs")
     path = write_plan(plan, runs / f"{plan.plan_id}.json")
     render_plan(plan, make_console(stderr=True))
     click.echo(f"plan kept at {path}", err=True)
     failed = _plan_errors(plan)
-    _apply(plan, path, settings, yes, dry_run, output_format, **_limits(settings, kw))
+    _apply(app, plan, path, settings, yes, dry_run, allow_short, output_format, kw)
     if failed:
         raise SystemExit(1)
 

@@ -45,6 +45,7 @@ def facts_from_instance(inst: Mapping[str, Any], stop: StopTime | None = None) -
         volumes=volumes,
         availability_zone=inst.get("Placement", {}).get("AvailabilityZone"),
         instance_type=inst.get("InstanceType"),
+        state_reason=inst.get("StateTransitionReason"),
     )
 
 

@@ -1,13 +1,20 @@
-"""The apply journal: append-only JSON lines beside the plan, flushed and fsync'd.
+"""The apply journal: append-only JSON lines, flushed and fsync'd, one per plan.
+
+The journal of a plan lives in the awsops home, keyed by the plan id
+(``$AWSOPS_HOME/plans/<plan id>/journal.jsonl``, mode 0600), not beside the plan file:
+a copy of the plan, a symbolic link to it or the same file reached by another path all
+share one journal and one lock.
 
 Every mutating step is journaled *before* the call (intent) and *after* it (outcome).
-:meth:`Journal.replay` rebuilds what earlier runs did; a torn last line (a crash in the
-middle of a write) is ignored, since its action is re-derived from AWS on resume.
-An exclusive lock on the journal keeps two applies of one plan from running at once.
+:func:`replay` rebuilds what earlier runs did; a torn last line (a crash in the middle
+of a write) is ignored, since its action is re-derived from AWS on resume. An exclusive
+lock on the journal keeps two applies of one plan from running at once. A write that
+fails (a full disk) or comes after the journal was closed raises: it is never dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -18,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from awsops.errors import PlanError, UsageError
+from awsops.errors import AwsopsError, PlanError, UsageError
+from awsops.home import home, open_private, private_dir
 
 
 class Event:
@@ -37,11 +45,32 @@ class Event:
     APPLY_FINISHED = "apply-finished"
 
 
-def journal_path_for(plan_path: str | Path) -> Path:
-    """``plan.json`` -> ``plan.journal.jsonl`` (same directory)."""
-    p = Path(plan_path)
-    stem = p.name[: -len(".json")] if p.name.endswith(".json") else p.name
-    return p.with_name(stem + ".journal.jsonl")
+class JournalError(AwsopsError):
+    """The journal could not be written (or was written after it was closed): apply
+    stops before its next change."""
+
+    exit_code = 1
+
+
+def plan_dir(plan_id: str) -> Path:
+    """``$AWSOPS_HOME/plans/<plan id>`` (not created)."""
+    if not plan_id or "/" in plan_id or plan_id.startswith("."):
+        raise PlanError(f"malformed plan id {plan_id!r}")
+    return home() / "plans" / plan_id
+
+
+def journal_path_for(plan_id: str) -> Path:
+    """Where the journal of ``plan_id`` lives (the file may not exist yet)."""
+    return plan_dir(plan_id) / "journal.jsonl"
+
+
+def has_journal(plan_id: str) -> bool:
+    """Whether ``plan_id`` has been applied (or is being applied): its journal exists."""
+    try:
+        path = journal_path_for(plan_id)
+    except PlanError:
+        return False
+    return path.exists() and path.stat().st_size > 0
 
 
 @dataclass
@@ -89,13 +118,21 @@ class Journal:
 
     def open(self) -> JournalState:
         """Lock the journal (or refuse if another apply holds it) and replay it."""
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while applying
+        private_dir(self.path.parent)
+        try:
+            fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        except OSError as exc:
+            raise JournalError(
+                f"cannot open journal {self.path}: {exc.strerror or exc}; nothing was changed"
+            ) from None
+        fh = os.fdopen(fd, "a+", encoding="utf-8")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.close()
             raise UsageError(
-                f"another apply of this plan is running (journal {self.path} is locked)"
+                f"another apply of plan {self.plan_id} is running (its journal {self.path} "
+                "is locked): wait for it to finish, then run apply again to resume"
             ) from None
         self._fh = fh
         state = replay(self.path)
@@ -108,17 +145,31 @@ class Journal:
         if _ends_mid_line(self.path):
             # A crash between a record and its newline: start the next record on a
             # fresh line so the two never merge into one unreadable line.
-            fh.write("\n")
-            self._sync()
+            try:
+                fh.write("\n")
+                self._sync()
+            except OSError as exc:
+                self.close()
+                raise JournalError(
+                    f"cannot write journal {self.path}: {exc.strerror or exc}; nothing was changed"
+                ) from None
         return state
 
+    @property
+    def is_open(self) -> bool:
+        return self._fh is not None
+
     def close(self) -> None:
-        if self._fh is not None:
+        """Unlock and close (idempotent). Every record was fsync'd when written, so a
+        failing final flush (a full disk) loses nothing that was reported written."""
+        with self._lock:
+            fh, self._fh = self._fh, None
+        if fh is not None:
             try:
-                fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
             finally:
-                self._fh.close()
-                self._fh = None
+                with contextlib.suppress(OSError):
+                    fh.close()
 
     def _sync(self) -> None:
         assert self._fh is not None
@@ -126,10 +177,11 @@ class Journal:
         os.fsync(self._fh.fileno())
 
     def record(self, event: str, **data: Any) -> dict[str, Any]:
-        """Append one event and fsync before returning."""
-        if self._fh is None:
-            raise RuntimeError("journal is not open")
+        """Append one event and fsync before returning; raise :class:`JournalError` if
+        the journal is closed or the write fails."""
         with self._lock:
+            if self._fh is None:
+                raise JournalError(f"journal {self.path} is closed: {event} was not recorded")
             self._seq += 1
             entry = {
                 "seq": self._seq,
@@ -138,8 +190,13 @@ class Journal:
                 "event": event,
                 **data,
             }
-            self._fh.write(json.dumps(entry, sort_keys=True) + "\n")
-            self._sync()
+            try:
+                self._fh.write(json.dumps(entry, sort_keys=True) + "\n")
+                self._sync()
+            except OSError as exc:
+                raise JournalError(
+                    f"cannot write journal {self.path}: {exc.strerror or exc}"
+                ) from None
         return entry
 
 

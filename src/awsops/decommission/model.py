@@ -1,24 +1,22 @@
-"""The decommission plan as plain, frozen data, and its versioned JSON form.
+"""The decommission plan as plain, frozen data and its JSON form (no files, no I/O).
 
-A plan file is JSON with ``schema_version``, an expiry and a SHA-256 checksum over its
-canonical form, so a stale, truncated or edited plan is refused before anything runs.
+:mod:`awsops.decommission.planfile` writes and reads plan files (checksum, signature,
+expiry); this module only maps each piece of a plan to and from JSON-able values.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
-import os
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from awsops.errors import PlanError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PLAN_KIND = "awsops.decommission.plan"
+MAX_LIFETIME = dt.timedelta(days=7)
 
 
 class SkipReason:
@@ -109,6 +107,7 @@ class InstanceFacts:
     instance_type: str | None = None
     termination_protection: bool | None = None  # None: not checked
     asg_name: str | None = None
+    state_reason: str | None = None  # StateTransitionReason as described
 
     @property
     def name(self) -> str:
@@ -133,6 +132,7 @@ class InstanceFacts:
             "instance_type": self.instance_type,
             "termination_protection": self.termination_protection,
             "asg_name": self.asg_name,
+            "state_reason": self.state_reason,
         }
 
     @classmethod
@@ -149,6 +149,7 @@ class InstanceFacts:
             instance_type=d.get("instance_type"),
             termination_protection=d.get("termination_protection"),
             asg_name=d.get("asg_name"),
+            state_reason=d.get("state_reason"),
         )
 
 
@@ -178,6 +179,7 @@ class TargetPlan:
     role_arn: str | None = None
     external_id: str | None = None
     name: str | None = None
+    profile: str | None = None
     examined: int = 0
     chosen: tuple[InstanceFacts, ...] = ()
     skipped: tuple[Decision, ...] = ()
@@ -194,6 +196,7 @@ class TargetPlan:
             "role_arn": self.role_arn,
             "external_id": self.external_id,
             "name": self.name,
+            "profile": self.profile,
             "examined": self.examined,
             "terminate": [f.to_json() for f in self.chosen],
             "skip": [d.to_json() for d in self.skipped],
@@ -214,6 +217,7 @@ class TargetPlan:
             role_arn=d.get("role_arn"),
             external_id=d.get("external_id"),
             name=d.get("name"),
+            profile=d.get("profile"),
             examined=int(d.get("examined", 0)),
             chosen=tuple(InstanceFacts.from_json(f) for f in d.get("terminate") or ()),
             skipped=tuple(skipped),
@@ -246,8 +250,11 @@ class PlanCriteria:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> PlanCriteria:
+        days = float(d["older_than_days"])
+        if not math.isfinite(days) or days <= 0:
+            raise PlanError(f"plan criteria older_than_days {days!r} is not a positive number")
         return cls(
-            older_than_days=float(d["older_than_days"]),
+            older_than_days=days,
             protect_tags=tuple(d.get("protect_tags") or ()),
             account_allowlist=tuple(d.get("account_allowlist") or ()),
             account_denylist=tuple(d.get("account_denylist") or ()),
@@ -258,8 +265,67 @@ class PlanCriteria:
 
 
 @dataclass(frozen=True)
+class PlanLimits:
+    """Blast-radius caps set when planning (flags or config); apply enforces them
+    together with its own, whichever is lower."""
+
+    max_instances: int | None = None
+    max_percent: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_instances": self.max_instances, "max_percent": self.max_percent}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> PlanLimits:
+        d = d or {}
+        mi, mp = d.get("max_instances"), d.get("max_percent")
+        if mi is not None and (type(mi) is not int or mi < 0):
+            raise PlanError(f"plan limit max_instances {mi!r} is not a count")
+        if mp is not None:
+            mp = float(mp)
+            if not (math.isfinite(mp) and 0 < mp <= 100):
+                raise PlanError(f"plan limit max_percent {mp!r} is not in (0, 100]")
+        return cls(max_instances=mi, max_percent=mp)
+
+
+class EndpointKind:
+    AWS = "aws"
+    SANDBOX = "sandbox"
+    CUSTOM = "endpoint-url"
+    ALL = (AWS, SANDBOX, CUSTOM)
+
+
+@dataclass(frozen=True)
+class PlanEndpoint:
+    """Where the plan was made: real AWS, the local sandbox, or an ``--endpoint-url``.
+    A plan is applied only where it was made."""
+
+    kind: str = EndpointKind.AWS
+    url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.url}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any] | None) -> PlanEndpoint:
+        d = d or {}
+        kind = d.get("kind", EndpointKind.AWS)
+        if kind not in EndpointKind.ALL:
+            raise PlanError(f"plan endpoint kind {kind!r} is unknown")
+        url = d.get("url")
+        return cls(kind=kind, url=str(url) if url else None)
+
+    def describe(self) -> str:
+        if self.kind == EndpointKind.SANDBOX:
+            return "the local sandbox"
+        if self.kind == EndpointKind.CUSTOM:
+            return f"endpoint {self.url}"
+        return "AWS"
+
+
+@dataclass(frozen=True)
 class Plan:
-    """A reviewable decommission plan. ``checksum`` covers everything else."""
+    """A reviewable decommission plan."""
 
     plan_id: str
     created_at: dt.datetime
@@ -267,6 +333,8 @@ class Plan:
     criteria: PlanCriteria
     targets: tuple[TargetPlan, ...]
     summary: Mapping[str, Any] = field(default_factory=dict)
+    limits: PlanLimits = field(default_factory=PlanLimits)
+    endpoint: PlanEndpoint = field(default_factory=PlanEndpoint)
 
     @property
     def chosen(self) -> list[tuple[TargetPlan, InstanceFacts]]:
@@ -284,91 +352,35 @@ class Plan:
             "plan_id": self.plan_id,
             "created_at": _iso(self.created_at),
             "expires_at": _iso(self.expires_at),
+            "endpoint": self.endpoint.to_json(),
             "criteria": self.criteria.to_json(),
+            "limits": self.limits.to_json(),
             "targets": [t.to_json() for t in self.targets],
             "summary": dict(self.summary),
         }
 
-    def to_json(self) -> dict[str, Any]:
-        body = self.body()
-        return {**body, "checksum": checksum(body)}
-
-
-def checksum(body: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON form (sorted keys, no spaces)."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def write_plan(plan: Plan, path: str | Path) -> Path:
-    """Write atomically (temp file, fsync, rename): a crash never leaves half a plan."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    data = json.dumps(plan.to_json(), indent=2, sort_keys=False) + "\n"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
-    return p
-
-
-def parse_plan(
-    raw: Any, source: str, now: dt.datetime | None = None, allow_expired: bool = False
-) -> Plan:
-    """Validate a decoded plan: kind, schema version, checksum, expiry, then fields."""
-    if not isinstance(raw, Mapping) or raw.get("kind") != PLAN_KIND:
-        raise PlanError(f"{source} is not an awsops decommission plan")
-    version = raw.get("schema_version")
-    if type(version) is not int or version != SCHEMA_VERSION:
-        raise PlanError(
-            f"{source} has plan schema version {version!r}; this awsops reads version "
-            f"{SCHEMA_VERSION}: make a new plan"
-        )
-    body = {k: v for k, v in raw.items() if k != "checksum"}
-    if raw.get("checksum") != checksum(body):
-        raise PlanError(
-            f"{source} checksum mismatch: the plan was modified after it was "
-            "written; make a new plan instead of editing it"
-        )
-    try:
+    @classmethod
+    def from_body(cls, raw: Mapping[str, Any], source: str) -> Plan:
+        """The plan of a decoded body whose kind, version and signature were checked."""
         created = _time(raw.get("created_at"), "created_at")
         expires = _time(raw.get("expires_at"), "expires_at")
         if created is None or expires is None:
             raise PlanError(f"{source} lacks created_at/expires_at")
-        plan = Plan(
+        if expires - created > MAX_LIFETIME:
+            raise PlanError(
+                f"{source} would stay valid for {expires - created}, more than the "
+                f"{MAX_LIFETIME.days} days a plan may live: make a new plan"
+            )
+        targets = raw["targets"]
+        if not isinstance(targets, list):
+            raise PlanError(f"{source}: targets is not a list")
+        return cls(
             plan_id=str(raw["plan_id"]),
             created_at=created,
             expires_at=expires,
             criteria=PlanCriteria.from_json(raw["criteria"]),
-            targets=tuple(TargetPlan.from_json(t) for t in raw["targets"]),
+            targets=tuple(TargetPlan.from_json(t) for t in targets),
             summary=dict(raw.get("summary") or {}),
+            limits=PlanLimits.from_json(raw.get("limits")),
+            endpoint=PlanEndpoint.from_json(raw.get("endpoint")),
         )
-    except PlanError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PlanError(f"{source} is malformed: {type(exc).__name__} {exc}") from None
-    now = now or dt.datetime.now(dt.timezone.utc)
-    if not allow_expired and now >= plan.expires_at:
-        raise PlanError(f"{source} expired at {plan.expires_at.isoformat()}: make a new plan")
-    return plan
-
-
-def load_plan(
-    path: str | Path, now: dt.datetime | None = None, allow_expired: bool = False
-) -> Plan:
-    """Read and validate a plan file; every problem is a one-line PlanError."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"plan file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"cannot read plan file {p}: {exc}") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PlanError(
-            f"{p} is not valid JSON (truncated or corrupt at line {exc.lineno})"
-        ) from None
-    return parse_plan(raw, str(p), now=now, allow_expired=allow_expired)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from awsops.decommission.model import InstanceFacts, PlanCriteria, TargetPlan
+from awsops.config import DEFAULT_MAX_PERCENT, DEFAULT_PROTECT_TAGS, MIN_OLDER_THAN_DAYS
+from awsops.decommission.model import InstanceFacts, Plan, PlanCriteria, TargetPlan
 
 
 class Outcome:
@@ -16,42 +16,60 @@ class Outcome:
     WOULD_TERMINATE = "would-terminate"
     SKIPPED = "skipped"
     FAILED = "failed"
+    NOT_DONE = "not-done"  # the run stopped (interrupted) before acting on it
 
 
 @dataclass(frozen=True)
 class ApplyOptions:
-    """How to apply. Waiter delays are seconds between polls."""
+    """How to apply, and apply's own policy.
+
+    The policy (minimum age, protection tags, account lists, exclusions, caps, the
+    oldest plan accepted) is a floor under every plan: an instance is acted on only if
+    both the plan's criteria and this policy choose it, and the lower of the plan's caps
+    and these applies. A plan can narrow what apply does, never widen it. Waiter delays
+    are seconds between polls.
+    """
 
     dry_run: bool = False
     batch_size: int = 50
     max_instances: int | None = None
-    max_percent: float | None = None
-    protect_tags: tuple[str, ...] = ()
+    max_percent: float | None = DEFAULT_MAX_PERCENT
+    protect_tags: tuple[str, ...] = DEFAULT_PROTECT_TAGS
     account_allowlist: tuple[str, ...] = ()
     account_denylist: tuple[str, ...] = ()
+    exclude_instance_ids: tuple[str, ...] = ()
+    exclude_tags: Mapping[str, str] = field(default_factory=dict)
+    min_older_than_days: float = MIN_OLDER_THAN_DAYS
+    max_plan_age_hours: float | None = None
     snapshot_delay: float = 15.0
     snapshot_max_attempts: int = 240
     terminate_delay: float = 15.0
     terminate_max_attempts: int = 80
     concurrency: int = 4
 
-    def criteria(self, planned: PlanCriteria) -> PlanCriteria:
-        """The plan's rules tightened by apply-time config (never loosened)."""
-        allow = planned.account_allowlist
-        if self.account_allowlist:
-            allow = (
-                tuple(a for a in allow if a in self.account_allowlist)
-                if allow
-                else self.account_allowlist
-            ) or ("-none-",)
-        return dataclasses.replace(
-            planned,
-            protect_tags=tuple(dict.fromkeys((*planned.protect_tags, *self.protect_tags))),
-            account_allowlist=allow,
-            account_denylist=tuple(
-                dict.fromkeys((*planned.account_denylist, *self.account_denylist))
-            ),
+    def policy(self, planned: PlanCriteria) -> PlanCriteria:
+        """Apply's own rules as criteria (evaluated in addition to the plan's)."""
+        return PlanCriteria(
+            older_than_days=self.min_older_than_days,
+            protect_tags=self.protect_tags,
+            account_allowlist=self.account_allowlist,
+            account_denylist=self.account_denylist,
+            exclude_instance_ids=self.exclude_instance_ids,
+            exclude_tags=dict(self.exclude_tags),
+            cloudtrail=planned.cloudtrail,
         )
+
+    def limits(self, plan: Plan) -> tuple[int | None, float | None]:
+        """(max instances, max percent): the lower of the plan's caps and these."""
+        return (
+            _lowest(plan.limits.max_instances, self.max_instances),
+            _lowest(plan.limits.max_percent, self.max_percent),
+        )
+
+
+def _lowest(*values: Any) -> Any:
+    given = [v for v in values if v is not None]
+    return min(given) if given else None
 
 
 @dataclass(frozen=True)
@@ -85,13 +103,21 @@ class ApplyReport:
     journal: Path | None
     results: list[InstanceResult] = field(default_factory=list)
     target_errors: list[str] = field(default_factory=list)
+    cancelled: str | None = None  # why the run stopped early (a signal)
+    journal_error: str | None = None  # the journal could not be written: stopped
 
     def count(self, outcome: str) -> int:
         return sum(1 for r in self.results if r.outcome == outcome)
 
     @property
     def ok(self) -> bool:
-        return not self.target_errors and self.count(Outcome.FAILED) == 0
+        return (
+            not self.target_errors
+            and self.cancelled is None
+            and self.journal_error is None
+            and self.count(Outcome.FAILED) == 0
+            and self.count(Outcome.NOT_DONE) == 0
+        )
 
 
 @dataclass
@@ -105,6 +131,7 @@ class TargetWork:
     # still shutting down)
     results: list[InstanceResult] = field(default_factory=list)
     ec2_once: Any = None  # a client without automatic retries, for non-idempotent calls
+    live_stopped: int | None = None  # stopped instances in the target now (for caps)
 
     def result(
         self,

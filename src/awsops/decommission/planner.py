@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,17 +20,26 @@ from awsops.clients import make_client
 from awsops.config import Target
 from awsops.decommission import inspect, pricing
 from awsops.decommission.model import (
+    MAX_LIFETIME,
     Decision,
     InstanceFacts,
     Plan,
     PlanCriteria,
+    PlanEndpoint,
+    PlanLimits,
     SkipReason,
     TargetPlan,
 )
 from awsops.decommission.rules import decide, eligible_before_attributes
 from awsops.decommission.stoptime import CloudTrailStopLookup
+from awsops.errors import UsageError
 from awsops.fanout import DEFAULT_CONCURRENCY, run_targets
 from awsops.session import SessionFactory
+
+
+class AccountMismatchError(UsageError):
+    """A target is labelled with an account its credentials do not reach."""
+
 
 LookupFactory = Callable[[Any, str], CloudTrailStopLookup]
 
@@ -54,11 +64,31 @@ class TargetPlanner:
                 make_client(session, "cloudtrail", region, factory.settings)
             )
         )
+        self._accounts: dict[tuple[str | None, str | None, str | None], str] = {}
+        self._accounts_lock = threading.Lock()
+
+    def real_account(self, target: Target, session: Any) -> str:
+        """The account the target's credentials reach (one GetCallerIdentity per way of
+        reaching an account, shared by its regions); refuses a target labelled with
+        another account."""
+        key = (target.profile, target.role_arn, target.external_id)
+        with self._accounts_lock:
+            known = self._accounts.get(key)
+        if known is None:
+            known = self.factory.account_id(session)
+            with self._accounts_lock:
+                self._accounts[key] = known
+        if target.account_id and target.account_id != known:
+            raise AccountMismatchError(
+                f"target {target.label} is labelled account {target.account_id}, but its "
+                f"credentials reach account {known}: fix the targets file"
+            )
+        return known
 
     def __call__(self, target: Target) -> TargetPlan:
         session = self.factory.for_target(target)
         region = target.region
-        account = target.account_id or self.factory.account_id(session)
+        account = self.real_account(target, session)
         ec2 = make_client(session, "ec2", region, self.factory.settings)
         lookup: CloudTrailStopLookup | None = None
         skipped: list[Decision] = []
@@ -95,6 +125,7 @@ class TargetPlanner:
             role_arn=target.role_arn,
             external_id=target.external_id,
             name=target.name,
+            profile=target.profile,
             examined=examined,
             chosen=tuple(sorted(chosen, key=lambda f: f.instance_id)),
             skipped=tuple(sorted(skipped, key=lambda d: d.facts.instance_id)),
@@ -137,13 +168,21 @@ def build_plan(
     page_size: int = inspect.PAGE_SIZE,
     lookup_factory: LookupFactory | None = None,
     on_target: Callable[[TargetPlan], None] | None = None,
+    limits: PlanLimits | None = None,
+    endpoint: PlanEndpoint | None = None,
 ) -> Plan:
     """Plan every target (concurrently); a failing target is recorded with its error
-    and plans nothing, the others complete."""
+    and plans nothing, the others complete. A target labelled with an account its
+    credentials do not reach fails the whole plan (:class:`AccountMismatchError`)."""
     now = now or dt.datetime.now(dt.timezone.utc)
+    if not 0 < ttl_hours <= MAX_LIFETIME.total_seconds() / 3600:
+        raise UsageError(f"plan lifetime {ttl_hours:g} h is not in (0, {MAX_LIFETIME.days * 24}]")
     planner = TargetPlanner(factory, criteria, now, page_size, lookup_factory)
     results: list[tuple[Target, TargetPlan]] = []
+    mismatch: AccountMismatchError | None = None
     for res in run_targets(planner, targets, concurrency):
+        if isinstance(res.error, AccountMismatchError):
+            mismatch = mismatch or res.error
         if res.ok:
             assert res.value is not None
             tp = res.value
@@ -156,11 +195,14 @@ def build_plan(
                 role_arn=t.role_arn,
                 external_id=t.external_id,
                 name=t.name,
+                profile=t.profile,
                 error=res.error.one_line(),
             )
         results.append((res.target, tp))
         if on_target:
             on_target(tp)
+    if mismatch is not None:
+        raise mismatch
     order = {t: i for i, t in enumerate(targets)}
     results.sort(key=lambda pair: order[pair[0]])
     planned = [tp for _, tp in results]
@@ -171,4 +213,6 @@ def build_plan(
         criteria=criteria,
         targets=tuple(planned),
         summary=summarize(planned),
+        limits=limits or PlanLimits(),
+        endpoint=endpoint or PlanEndpoint(),
     )

@@ -1,0 +1,287 @@
+"""Backups before termination: one snapshot of each volume that termination would
+delete, made at most once, and waited for until ``completed``.
+
+- Right before each CreateSnapshot the plan's snapshot of that volume is looked for by
+  tag and adopted if found (not errored): a resumed run, a concurrent run of the same
+  plan on another host, or a call whose answer was lost never leads to a second one.
+- CreateSnapshot is not idempotent, so it goes through a client without automatic
+  retries: a throttle was refused before EC2 acted, so it is resent after a backoff;
+  after a 5xx or a lost answer the tag look-up comes first.
+- An instance goes on to termination only when every one of its snapshots is
+  ``completed``; errored, pending (after the waiter's budget) or missing ones keep it.
+- Once the run is stopping, no new CreateSnapshot is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
+from awsops.decommission import inspect
+from awsops.decommission.applyrun import ApplyRun
+from awsops.decommission.journal import Event
+from awsops.decommission.model import InstanceFacts, Volume
+from awsops.decommission.outcomes import Outcome, TargetWork
+from awsops.errors import (
+    AwsError,
+    AwsopsError,
+    AwsTimeoutError,
+    EndpointUnreachableError,
+    NotFoundError,
+    ThrottledError,
+    translate,
+)
+from awsops.paginate import iter_items
+from awsops.waiters import (
+    WaitCancelledError,
+    WaiterFailedError,
+    WaiterTimeoutError,
+    chunked,
+    wait_many,
+)
+
+MIN_CREATE_ATTEMPTS = 6
+SETTLE_LOOKS = 3  # looks for a snapshot after a lost CreateSnapshot answer
+SETTLE_DELAY = 1.0  # seconds before the first look; doubled before each next one
+TAG_PLAN = "awsops:plan-id"
+TAG_INSTANCE = "awsops:instance-id"
+TAG_VOLUME = "awsops:volume-id"
+
+
+class StoppedError(AwsopsError):
+    """The run began stopping before this step could be (re)sent."""
+
+
+def fail(
+    run: ApplyRun, work: TargetWork, facts: InstanceFacts | str, err: AwsopsError, why: str
+) -> None:
+    """Journal and report an instance that could not be handled."""
+    code = err.code if isinstance(err, AwsError) else type(err).__name__
+    iid = facts if isinstance(facts, str) else facts.instance_id
+    run.record(Event.FAILED, instance_id=iid, code=code, reason=why)
+    work.result(facts, Outcome.FAILED, f"{why}: {err.one_line()}", code)
+
+
+def maybe_transient(err: AwsopsError) -> bool:
+    """An error after which the call may or may not have happened, and may be retried."""
+    if isinstance(err, (ThrottledError, EndpointUnreachableError, AwsTimeoutError)):
+        return True
+    return isinstance(err, AwsError) and (err.http_status or 0) >= 500
+
+
+class SnapshotBackups:
+    """Creates, adopts and waits for the snapshots of one run."""
+
+    def __init__(self, run: ApplyRun) -> None:
+        self.run = run
+
+    def find(self, work: TargetWork, volume_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """This plan's snapshots that are not errored (by tag), keyed by volume id;
+        only those of ``volume_id`` if it is given."""
+        filters = [{"Name": f"tag:{TAG_PLAN}", "Values": [self.run.plan.plan_id]}]
+        if volume_id is not None:
+            filters.append({"Name": f"tag:{TAG_VOLUME}", "Values": [volume_id]})
+        found: dict[str, dict[str, Any]] = {}
+        for snap in iter_items(
+            work.ec2,
+            "describe_snapshots",
+            "Snapshots[]",
+            {"OwnerIds": ["self"], "Filters": filters},
+            region=work.plan.region,
+        ):
+            if snap.get("State") != "error":
+                found[snap["VolumeId"]] = snap
+        return found
+
+    def back_up(self, work: TargetWork, facts: InstanceFacts) -> dict[str, str] | None:
+        """Snapshot ids of the instance's deletable volumes (found or created), or None
+        if one could not be made or the run is stopping (the instance is reported)."""
+        rec = self.run.state.of(facts.instance_id)
+        ids: dict[str, str] = {}
+        for vol in facts.deletable_volumes:
+            if vol.volume_id in rec.completed:
+                ids[vol.volume_id] = rec.snapshots[vol.volume_id]
+                continue
+            if self.run.stopping:
+                work.result(facts, Outcome.NOT_DONE, "stopped before its backup was made")
+                return None
+            found = self.find(work, vol.volume_id).get(vol.volume_id)
+            if found is not None:
+                sid = str(found["SnapshotId"])
+                if rec.snapshots.get(vol.volume_id) != sid:
+                    rec.snapshots[vol.volume_id] = sid
+                    self.run.record(
+                        Event.SNAPSHOT_CREATED,
+                        instance_id=facts.instance_id,
+                        volume_id=vol.volume_id,
+                        snapshot_id=sid,
+                        adopted=True,
+                    )
+                ids[vol.volume_id] = sid
+                continue
+            self.run.record(
+                Event.SNAPSHOT_REQUESTED, instance_id=facts.instance_id, volume_id=vol.volume_id
+            )
+            try:
+                sid = self.create(work, facts, vol)
+            except StoppedError as err:
+                work.result(facts, Outcome.NOT_DONE, str(err))
+                return None
+            except AwsopsError as err:
+                fail(self.run, work, facts, err, f"snapshot of {vol.volume_id} failed")
+                return None
+            rec.snapshots[vol.volume_id] = sid
+            self.run.record(
+                Event.SNAPSHOT_CREATED,
+                instance_id=facts.instance_id,
+                volume_id=vol.volume_id,
+                snapshot_id=sid,
+            )
+            ids[vol.volume_id] = sid
+        return ids
+
+    def create(self, work: TargetWork, facts: InstanceFacts, vol: Volume) -> str:
+        """CreateSnapshot exactly once per volume, although EC2 has no idempotency token
+        (see the module docstring). At most ``max_attempts`` sends: the client settings'
+        retry budget, never fewer than ``MIN_CREATE_ATTEMPTS``."""
+        run = self.run
+        tags = [
+            {"Key": TAG_PLAN, "Value": run.plan.plan_id},
+            {"Key": TAG_INSTANCE, "Value": facts.instance_id},
+            {"Key": TAG_VOLUME, "Value": vol.volume_id},
+            {"Key": "awsops:date", "Value": run.now().strftime("%Y-%m-%d")},
+            {"Key": "Name", "Value": f"awsops-backup-{facts.instance_id}-{vol.device}"},
+        ]
+        client = work.ec2_once or work.ec2
+        attempts = max(MIN_CREATE_ATTEMPTS, run.max_attempts)
+        for attempt in range(1, attempts + 1):
+            if attempt > 1 and run.stopping:
+                raise StoppedError(
+                    f"stopped while creating the snapshot of {vol.volume_id}; the next run "
+                    "adopts it if it was made"
+                )
+            try:
+                resp = client.create_snapshot(
+                    VolumeId=vol.volume_id,
+                    Description=f"awsops backup of {vol.volume_id} ({vol.device}) of "
+                    f"{facts.instance_id} before decommission, {run.plan.plan_id}",
+                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}],
+                )
+                return str(resp["SnapshotId"])
+            except (ClientError, BotoCoreError, ResponseParserError) as exc:
+                err = translate(exc, operation="CreateSnapshot", region=work.plan.region)
+                cause = exc
+                if not maybe_transient(err):
+                    raise err from exc
+            if isinstance(err, ThrottledError):  # refused, not acted on: nothing to look for
+                if attempt == attempts:
+                    raise err from cause
+                run.sleep(run.jitter() * min(0.25 * 2**attempt, 8.0))
+                continue
+            existing = self.look_after_lost_answer(work, vol.volume_id)
+            if existing is not None:
+                return existing
+            if attempt == attempts:
+                raise err from cause
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def look_after_lost_answer(self, work: TargetWork, volume_id: str) -> str | None:
+        """After a CreateSnapshot whose answer was lost: this plan's snapshot of the
+        volume, if the call made one. EC2's describe calls are eventually consistent, so
+        a new snapshot may show only after a few seconds: look ``SETTLE_LOOKS`` times,
+        waiting ``SETTLE_DELAY`` seconds, then twice that, and so on, before each look."""
+        for n in range(SETTLE_LOOKS):
+            self.run.sleep(SETTLE_DELAY * 2**n)
+            found = self.find(work, volume_id).get(volume_id)
+            if found is not None:
+                return str(found["SnapshotId"])
+        return None
+
+    def states(self, work: TargetWork, snapshot_ids: list[str]) -> dict[str, str]:
+        """The current state of each snapshot (absent: not found)."""
+        states: dict[str, str] = {}
+        for batch in chunked(snapshot_ids, inspect.FILTER_BATCH):
+            for snap in iter_items(
+                work.ec2,
+                "describe_snapshots",
+                "Snapshots[]",
+                {"Filters": [{"Name": "snapshot-id", "Values": batch}]},
+                region=work.plan.region,
+            ):
+                states[snap["SnapshotId"]] = snap.get("State", "unknown")
+        return states
+
+    def wait(
+        self, work: TargetWork, pending: Mapping[str, dict[str, str]]
+    ) -> list[tuple[InstanceFacts, dict[str, str]]]:
+        """Wait for the snapshots, then keep the instances whose snapshots all completed
+        (the others are reported: failed, or not done if the run is stopping)."""
+        run = self.run
+        known = {
+            sid
+            for iid, snaps in pending.items()
+            for vid, sid in snaps.items()
+            if vid in run.state.of(iid).completed
+        }
+        to_wait = sorted({sid for s in pending.values() for sid in s.values()} - known)
+        if to_wait:
+            # On timeout, failure or a stop the describe below tells each state.
+            with contextlib.suppress(
+                WaiterTimeoutError, WaiterFailedError, NotFoundError, WaitCancelledError
+            ):
+                wait_many(
+                    work.ec2,
+                    "snapshot_completed",
+                    "SnapshotIds",
+                    to_wait,
+                    delay=run.options.snapshot_delay,
+                    max_attempts=run.options.snapshot_max_attempts,
+                    stop=run.cancel.event,
+                )
+        states = {sid: "completed" for sid in known}
+        states.update(self.states(work, to_wait))
+        ready = []
+        by_id = {f.instance_id: f for f in work.act}
+        for iid, snaps in pending.items():
+            facts = by_id[iid]
+            rec = run.state.of(iid)
+            for vid, sid in snaps.items():
+                if states.get(sid) == "completed" and vid not in rec.completed:
+                    rec.completed.add(vid)
+                    run.record(
+                        Event.SNAPSHOT_COMPLETED, instance_id=iid, volume_id=vid, snapshot_id=sid
+                    )
+            bad = {
+                sid: states.get(sid, "missing")
+                for sid in snaps.values()
+                if states.get(sid) != "completed"
+            }
+            if not bad:
+                ready.append((facts, snaps))
+                continue
+            for vid, sid in snaps.items():
+                if bad.get(sid) == "error":
+                    run.record(
+                        Event.SNAPSHOT_FAILED, instance_id=iid, volume_id=vid, snapshot_id=sid
+                    )
+            if run.stopping and "error" not in bad.values():
+                work.result(
+                    facts,
+                    Outcome.NOT_DONE,
+                    f"stopped while its backups were not complete: {bad}",
+                    None,
+                    snaps,
+                )
+                continue
+            code = "SnapshotFailed" if "error" in bad.values() else "SnapshotIncomplete"
+            run.record(
+                Event.FAILED, instance_id=iid, code=code, reason=f"backup not complete: {bad}"
+            )
+            work.result(
+                facts, Outcome.FAILED, f"backup not complete, not terminated: {bad}", code, snaps
+            )
+        return ready
