@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import assert_one_line_error, invoke, run_cli
 
 from awsops.decommission.journal import journal_path_for, read_events
-from awsops.decommission.model import load_plan, write_plan
+from awsops.decommission.planfile import load_plan, write_plan
 from awsops.paginate import iter_items
 from awsops.sandbox.seed import DEMO_TAG, seed_demo
 
@@ -128,6 +128,11 @@ def _planned_ids(plan_path: Path) -> set[str]:
     return {f.instance_id for _, f in load_plan(plan_path).chosen}
 
 
+def _journal(plan_path: Path) -> Path:
+    """The journal of the plan in ``plan_path`` (in the awsops home, by plan id)."""
+    return journal_path_for(load_plan(plan_path, allow_expired=True).plan_id)
+
+
 # --- plan ---------------------------------------------------------------------------------
 
 
@@ -182,7 +187,7 @@ def test_plan_writes_the_file_and_prints_the_review(
         assert plan.summary["skip"][reason] == n
     for iid in chosen:
         assert iid in r.stdout
-    assert "plan expires at" in text
+    assert "made against the local sandbox; expires at" in text
 
     assert _world(aws) == before  # planning is read-only
 
@@ -190,6 +195,8 @@ def test_plan_writes_the_file_and_prints_the_review(
 def test_plan_json_output_is_the_plan(
     aws: Any, sandbox_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    _seed(aws)
+    fleet = _fleet(aws)
     out = tmp_path / "p.json"
     r = invoke(
         [
@@ -207,7 +214,10 @@ def test_plan_json_output_is_the_plan(
     )
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout) == json.loads(out.read_text())
-    assert load_plan(out).criteria.older_than_days == 14
+    plan = load_plan(out)
+    assert plan.criteria.older_than_days == 14
+    expected = {iid for iid, (cat, _) in fleet.items() if cat in {*CHOSEN, "stopped-20d"}}
+    assert {f.instance_id for _, f in plan.chosen} == expected and len(expected) == 7
 
 
 # --- safety rails -------------------------------------------------------------------------
@@ -219,8 +229,6 @@ def test_apply_refusals_change_nothing(
     _seed(aws)
     plan_path = _make_plan(aws, tmp_path, capsys)
     before = _world(aws)
-    journal = journal_path_for(plan_path)
-
     # no --yes and stdin is not a terminal
     r = run_cli(["--sandbox", "decommission", "apply", str(plan_path)])
     assert r.code == 3, r
@@ -231,13 +239,13 @@ def test_apply_refusals_change_nothing(
         ["--sandbox", "decommission", "apply", "--yes", "--max-instances", "1", str(plan_path)]
     )
     assert r.code == 3, r
-    assert_one_line_error(r, "plan terminates 5 instances", "--max-instances 1")
+    assert_one_line_error(r, "plan terminates 5 instances", "cap of 1")
 
     r = run_cli(
         ["--sandbox", "decommission", "apply", "--yes", "--max-percent", "10", str(plan_path)]
     )
     assert r.code == 3, r
-    assert_one_line_error(r, "5 of 19", "--max-percent 10")
+    assert_one_line_error(r, "5 of the 19 stopped", "cap of 10%")
 
     assert _world(aws) == before
     assert all(
@@ -245,7 +253,7 @@ def test_apply_refusals_change_nothing(
         for iid, (_, state) in before[0].items()
         if iid in _planned_ids(plan_path)
     )
-    assert not journal.exists()
+    assert not list(read_events(_journal(plan_path)))  # nothing was journaled
 
 
 def test_apply_dry_run_changes_nothing(
@@ -266,7 +274,7 @@ def test_apply_dry_run_changes_nothing(
     assert "dry run, nothing changed: would-terminate 5" in r.stderr
 
     assert _world(aws) == before
-    assert not journal_path_for(plan_path).exists()
+    assert not _journal(plan_path).exists()
 
 
 # --- apply and resume ---------------------------------------------------------------------
@@ -319,7 +327,7 @@ def test_apply_backs_up_terminates_and_resumes_without_repeating(
                 assert v.volume_id not in by_volume  # not backed up: it is kept
     assert deletable == 8 and len(snaps) == deletable
 
-    journal = journal_path_for(plan_path)
+    journal = _journal(plan_path)
     first_events = list(read_events(journal))
     counts = Counter(e["event"] for e in first_events)
     assert counts["snapshot-created"] == deletable
@@ -378,7 +386,7 @@ def test_bad_plan_files_are_refused(
         r = run_cli(["--sandbox", "decommission", "apply", "--yes", *FAST, str(path)])
         assert r.code == 2, (path.name, r)
         assert_one_line_error(r, needle)
-        assert not journal_path_for(path).exists()
+        assert not _journal(good).exists()
     assert _world(aws) == before
 
 
@@ -411,7 +419,7 @@ def test_run_dry_run(aws: Any, sandbox_home: Path) -> None:
     kept = list((sandbox_home / "runs").glob("*.json"))
     assert len(kept) == 1 and f"plan kept at {kept[0]}" in r.stderr
     assert _planned_ids(kept[0]) == expected
-    assert not journal_path_for(kept[0]).exists()
+    assert not _journal(kept[0]).exists()
     assert _world(aws) == before
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +13,8 @@ import pytest
 from awsops.config import Target
 from awsops.decommission.executor import ApplyOptions, ApplyReport, Outcome, apply_plan
 from awsops.decommission.journal import Event, journal_path_for, read_events
-from awsops.decommission.model import Plan, PlanCriteria, SkipReason, write_plan
+from awsops.decommission.model import Plan, PlanCriteria, SkipReason
+from awsops.decommission.planfile import write_plan
 from awsops.decommission.planner import build_plan
 from awsops.paginate import iter_items
 from awsops.sandbox.seed import seed_demo
@@ -50,9 +50,11 @@ def plan_for(aws: Any, **kw: Any) -> Plan:
 
 
 def apply(aws: Any, plan: Plan, tmp_path: Path, on_event: Any = None, **opts: Any) -> ApplyReport:
-    path = write_plan(plan, tmp_path / "plan.json")
+    write_plan(plan, tmp_path / "plan.json")
     options = ApplyOptions(snapshot_delay=0, terminate_delay=0, **opts)
-    return apply_plan(plan, aws.factory(REGION), options, journal_path_for(path), None, on_event)
+    return apply_plan(
+        plan, aws.factory(REGION), options, journal_path_for(plan.plan_id), None, on_event
+    )
 
 
 def instances(aws: Any) -> dict[str, dict[str, Any]]:
@@ -143,7 +145,7 @@ def test_dry_run_changes_nothing(
     snaps = snapshot_count(aws)
     report = apply(aws, plan, tmp_path, dry_run=True)
     assert report.count(Outcome.WOULD_TERMINATE) == len(plan.chosen) > 0
-    assert not journal_path_for(tmp_path / "plan.json").exists()
+    assert not journal_path_for(plan.plan_id).exists()
     assert all(x["State"]["Name"] == fleet[i]["State"]["Name"] for i, x in instances(aws).items())
     assert snapshot_count(aws) == snaps
 
@@ -161,7 +163,7 @@ def test_apply_backs_up_before_terminating(
         assert inst["State"]["Name"] == expected, iid
     # Journal order: every deletable volume's snapshot completed before the instance
     # was first sent to TerminateInstances.
-    events = list(read_events(journal_path_for(tmp_path / "plan.json")))
+    events = list(read_events(journal_path_for(plan.plan_id)))
     completed_at = {
         (e["instance_id"], e["volume_id"]): e["seq"]
         for e in events
@@ -245,7 +247,7 @@ def test_a_failed_batch_never_blocks_the_rest(
     assert by_id[victim].code == "OperationNotPermitted"
     assert all(by_id[i].outcome == Outcome.TERMINATED for i in ids if i != victim)
     assert instances(aws)[victim]["State"]["Name"] == "stopped"
-    events = list(read_events(journal_path_for(tmp_path / "plan.json")))
+    events = list(read_events(journal_path_for(plan.plan_id)))
     accepted = Counter(e["instance_id"] for e in events if e["event"] == Event.TERMINATE_ACCEPTED)
     assert set(accepted) == set(ids) - {victim} and set(accepted.values()) == {1}
     # The victim's batch was retried one instance at a time.
@@ -293,7 +295,7 @@ def test_resume_after_a_crash_at_each_step(
     per_volume = snapshots_by_volume(aws, plan.plan_id)
     deletable = {v.volume_id for f in chosen.values() for v in f.deletable_volumes}
     assert set(per_volume) == deletable and set(per_volume.values()) == {1}
-    events = list(read_events(journal_path_for(tmp_path / "plan.json")))
+    events = list(read_events(journal_path_for(plan.plan_id)))
     assert sum(1 for e in events if e["event"] == Event.APPLY_STARTED) == 2
     completed = {
         (e["instance_id"], e["volume_id"]): e["seq"]
@@ -318,16 +320,16 @@ def test_resume_after_a_crash_at_each_step(
 def test_plan_of_another_account_is_refused(
     aws: Any, fleet: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
+    import dataclasses
+
     from awsops.errors import PlanError
 
     plan = plan_for(aws)
-    raw = plan.to_json()
-    raw["targets"][0]["account_id"] = "999999999999"
-    body = {k: v for k, v in raw.items() if k != "checksum"}
-    from awsops.decommission.model import checksum, parse_plan
-
-    raw["checksum"] = checksum(body)
-    forged = parse_plan(json.loads(json.dumps(raw)), "forged")
+    # A plan for another account (as the key holder could sign one): apply checks the
+    # account the credentials reach before anything else.
+    forged = dataclasses.replace(
+        plan, targets=(dataclasses.replace(plan.targets[0], account_id="999999999999"),)
+    )
     with pytest.raises(PlanError, match="reach account 123456789012"):
         apply(aws, forged, tmp_path)
     assert all(x["State"]["Name"] != "terminated" for x in instances(aws).values())

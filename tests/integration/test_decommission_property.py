@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from awsops.config import Target
 from awsops.decommission.executor import ApplyOptions, Outcome, apply_plan
 from awsops.decommission.journal import Event, journal_path_for, read_events
-from awsops.decommission.model import PlanCriteria, write_plan
+from awsops.decommission.model import PlanCriteria
+from awsops.decommission.planfile import write_plan
 from awsops.decommission.planner import build_plan
 from awsops.paginate import iter_items
 from awsops.sandbox.manager import control, reset
@@ -118,12 +119,14 @@ def test_only_safe_instances_are_terminated_and_all_of_them(
         older_than_days=threshold, protect_tags=("awsops:protect", "DoNotDelete")
     )
     plan = build_plan(aws.factory(REGION), [Target(REGION)], criteria)
-    path = write_plan(plan, Path(tmp_path_factory.mktemp("prop")) / "plan.json")
+    write_plan(plan, Path(tmp_path_factory.mktemp("prop")) / "plan.json")
     report = apply_plan(
         plan,
         aws.factory(REGION),
-        ApplyOptions(batch_size=batch_size, snapshot_delay=0, terminate_delay=0),
-        journal_path_for(path),
+        ApplyOptions(
+            batch_size=batch_size, snapshot_delay=0, terminate_delay=0, max_percent=None
+        ),
+        journal_path_for(plan.plan_id),
     )
     ec2 = aws.client("ec2", REGION)
     state = {
@@ -136,7 +139,7 @@ def test_only_safe_instances_are_terminated_and_all_of_them(
     assert {r.instance_id for r in report.results if r.outcome == Outcome.TERMINATED} == terminated
     # Backups first: each deletable volume of a terminated instance had a completed
     # snapshot journaled before the instance was sent to TerminateInstances.
-    events = list(read_events(journal_path_for(path)))
+    events = list(read_events(journal_path_for(plan.plan_id)))
     completed = {
         (e["instance_id"], e["volume_id"]): e["seq"]
         for e in events

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from awsops.decommission.model import checksum
+from awsops.decommission.planfile import canonical, checksum
+from awsops.decommission.signing import signing_key
 from tests.helpers import assert_one_line_error, invoke
 from tests.reliability.conftest import FIGURES, Proxied
 from tests.reliability.fleet import REGION, plan_fleet, seed_fleet, truth
@@ -41,8 +42,10 @@ def _edited_plan(edit: Callable[[dict[str, object]], None], reseal: bool) -> Set
     def args(tmp: Path, plan: Path) -> list[str]:
         raw = json.loads(plan.read_text())
         edit(raw)
-        if reseal:
-            raw["checksum"] = checksum({k: v for k, v in raw.items() if k != "checksum"})
+        if reseal:  # as the holder of the plan key could
+            body = {k: v for k, v in raw.items() if k not in ("checksum", "signature")}
+            raw["checksum"] = checksum(body)
+            raw["signature"] = signing_key().sign(canonical(body))
         bad = tmp / "edited-plan.json"
         bad.write_text(json.dumps(raw))
         return ["--sandbox", "decommission", "apply", str(bad), "--yes"]

@@ -11,6 +11,7 @@ AWS would) as well as between steps, in every phase.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -71,13 +72,14 @@ def test_sigkill_at_random_points_then_resume(
     before = seed_fleet(proxied, FLEET)
     plan = plan_fleet(tmp_path / "plan.json", capsys)
     planned = planned_ids(plan)
+    plan_id = json.loads(plan.read_text())["plan_id"]
     assert planned == expected_choice(before) and planned
     proxy = proxied.proxy
     proxy.set_spec(LATENCY)
 
     rng = random.Random(20260101)
     kills = finished_early = 0
-    journal_path = journal_path_for(plan)
+    journal_path = journal_path_for(plan_id)
     for _ in range(3 * KILLS):  # bounded: stop once KILLS runs died mid-way, or all is done
         if kills >= KILLS:
             break
@@ -107,7 +109,7 @@ def test_sigkill_at_random_points_then_resume(
         proc.communicate(timeout=60)
         time.sleep(0.5)  # let a request that was in flight land, as it would on AWS
 
-    journal = replay(journal_path_for(plan))
+    journal = replay(journal_path)
     done_before_final = sum(1 for i in planned if journal.of(i).terminated)
 
     final = subprocess.run(
@@ -116,7 +118,7 @@ def test_sigkill_at_random_points_then_resume(
     assert final.returncode == 0, final.stderr[-3000:]
 
     ledger = assert_decommissioned_exactly(proxied, before, planned, proxy.stats.mutation_list())
-    journal = replay(journal_path_for(plan))
+    journal = replay(journal_path)
     assert all(journal.of(i).terminated for i in planned)
     assert journal.runs >= 2  # at least one killed run had started changing things
 

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import json
+import os
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -544,19 +544,40 @@ def test_record_on_a_closed_journal_fails(tmp_path: Path) -> None:
 def test_journal_write_failure_raises_naming_the_journal(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl", "plan-a")
     journal.open()
+    real = journal._fd
+    full = os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
     try:
-        real = journal._fh
-        assert real is not None
-        full = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115 - every write: ENOSPC
-        journal._fh = full
+        journal._fd = full
         with pytest.raises(JournalError) as info:
             journal.record(Event.APPLY_STARTED, run=1)
         assert "j.jsonl" in str(info.value) and "No space left" in str(info.value)
-        journal._fh = real
-        with contextlib.suppress(OSError):  # its buffer cannot be flushed either
-            full.close()
     finally:
+        journal._fd = real
+        os.close(full)
         journal.close()
+
+
+def test_a_record_cut_short_by_a_full_disk_leaves_no_torn_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path, "plan-a") as journal:
+        journal.record(Event.APPLY_STARTED, run=1)
+        real_write = os.write
+
+        def half_then_enospc(fd: int, data: Any) -> int:
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr("awsops.decommission.journal.os.write", half_then_enospc)
+        with pytest.raises(JournalError):
+            journal.record(Event.TERMINATE_REQUESTED, instance_ids=["i-1"])
+        monkeypatch.undo()
+        entry = journal.record(Event.TERMINATE_REQUESTED, instance_ids=["i-2"])
+    assert entry["seq"] == 2  # the failed record took no number
+    state = replay(path)
+    assert state.torn_lines == 0 and state.events == 2
+    assert "i-1" not in state.instances and state.instances["i-2"].terminate_requested
 
 
 def test_torn_last_line_is_ignored_and_next_record_starts_a_new_line(tmp_path: Path) -> None:

@@ -36,14 +36,18 @@ class AppContext:
     sandbox: bool = False
     debug: bool = False
     max_attempts: int | None = None
+    given: frozenset[str] = frozenset()  # options given on the command line
     _factory: SessionFactory | None = field(default=None, repr=False)
 
-    def merge(self, **values: Any) -> None:
-        """Leaf-command options override the group's."""
+    def merge(self, _from_env: tuple[str, ...] = (), **values: Any) -> None:
+        """Leaf-command options override the group's. Keys in ``_from_env`` came from the
+        environment, not the command line (hints do not repeat them as flags)."""
         for key, value in values.items():
             if value not in (None, False):
                 setattr(self, key, value)
                 self._factory = None
+                if key not in _from_env:
+                    self.given = self.given | {key}
 
     def settings(self) -> ClientSettings:
         extra: dict[str, Any] = {}
@@ -78,14 +82,15 @@ class AppContext:
         parts = ["awsops"]
         if self.sandbox:
             parts.append("--sandbox")
-        if self.profile:
-            parts += ["--profile", self.profile]
-        if self.region:
-            parts += ["--region", self.region]
-        if self.endpoint_url:
-            parts += ["--endpoint-url", self.endpoint_url]
-        if self.max_attempts:
-            parts += ["--max-attempts", str(self.max_attempts)]
+        for key, flag in (
+            ("profile", "--profile"),
+            ("region", "--region"),
+            ("endpoint_url", "--endpoint-url"),
+            ("max_attempts", "--max-attempts"),
+        ):
+            value = getattr(self, key)
+            if value and key in self.given:
+                parts += [flag, str(value)]
         return " ".join(shlex.quote(p) for p in [*parts, *args])
 
     def default_region(self) -> str:

@@ -116,10 +116,12 @@ def command_at(app: AppContext, endpoint: PlanEndpoint, *args: str) -> str:
     """The command line for ``args`` against ``endpoint`` with ``app``'s other options."""
     import dataclasses
 
+    custom = endpoint.kind == EndpointKind.CUSTOM
     there = dataclasses.replace(
         app,
         sandbox=endpoint.kind == EndpointKind.SANDBOX,
-        endpoint_url=endpoint.url if endpoint.kind == EndpointKind.CUSTOM else None,
+        endpoint_url=endpoint.url if custom else None,
+        given=app.given | {"endpoint_url"} if custom else app.given,
         _factory=None,
     )
     return there.command(*args)

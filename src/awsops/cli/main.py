@@ -43,8 +43,13 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
         awsops sandbox up && awsops sandbox seed --fleet demo
     """
     app = ctx.ensure_object(AppContext)
-    region = options.pop("region") or os.environ.get("AWS_REGION") or None
-    app.merge(region=region, **options)
+    given_region = options.pop("region")
+    region = given_region or os.environ.get("AWS_REGION") or None
+    from_env = () if given_region else ("region",)
+    profile_from_env = (
+        ("profile",) if options.get("profile") == os.environ.get("AWS_PROFILE") else ()
+    )
+    app.merge(_from_env=(*from_env, *profile_from_env), region=region, **options)
     if app.debug:
         from awsops.logs import setup_logging
 

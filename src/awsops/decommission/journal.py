@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from awsops.errors import AwsopsError, PlanError, UsageError
 from awsops.home import home, open_private, private_dir
@@ -100,13 +100,17 @@ class JournalState:
 
 
 class Journal:
-    """An open, locked journal. Thread-safe :meth:`record`."""
+    """An open, locked journal. Thread-safe :meth:`record`.
+
+    Each record is one ``write`` of a whole line to a file opened ``O_APPEND``, then an
+    fsync. A write that fails part-way (a full disk) is cut back off the file, so the
+    journal never keeps half a record from a failed write."""
 
     def __init__(self, path: str | Path, plan_id: str) -> None:
         self.path = Path(path)
         self.plan_id = plan_id
         self._lock = threading.Lock()
-        self._fh: IO[str] | None = None
+        self._fd: int | None = None
         self._seq = 0
 
     def __enter__(self) -> Journal:
@@ -125,16 +129,15 @@ class Journal:
             raise JournalError(
                 f"cannot open journal {self.path}: {exc.strerror or exc}; nothing was changed"
             ) from None
-        fh = os.fdopen(fd, "a+", encoding="utf-8")
         try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.close()
+            os.close(fd)
             raise UsageError(
                 f"another apply of plan {self.plan_id} is running (its journal {self.path} "
                 "is locked): wait for it to finish, then run apply again to resume"
             ) from None
-        self._fh = fh
+        self._fd = fd
         state = replay(self.path)
         if state.plan_id and state.plan_id != self.plan_id:
             self.close()
@@ -146,57 +149,65 @@ class Journal:
             # A crash between a record and its newline: start the next record on a
             # fresh line so the two never merge into one unreadable line.
             try:
-                fh.write("\n")
-                self._sync()
+                self._append(b"\n")
             except OSError as exc:
                 self.close()
                 raise JournalError(
-                    f"cannot write journal {self.path}: {exc.strerror or exc}; nothing was changed"
+                    f"cannot write journal {self.path}: {exc.strerror or exc}; "
+                    "nothing was changed"
                 ) from None
         return state
 
     @property
     def is_open(self) -> bool:
-        return self._fh is not None
+        return self._fd is not None
 
     def close(self) -> None:
-        """Unlock and close (idempotent). Every record was fsync'd when written, so a
-        failing final flush (a full disk) loses nothing that was reported written."""
+        """Unlock and close (idempotent)."""
         with self._lock:
-            fh, self._fh = self._fh, None
-        if fh is not None:
+            fd, self._fd = self._fd, None
+        if fd is not None:
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
-                with contextlib.suppress(OSError):
-                    fh.close()
+                os.close(fd)
 
-    def _sync(self) -> None:
-        assert self._fh is not None
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+    def _append(self, data: bytes) -> None:
+        """Write all of ``data`` at the end and fsync; on failure cut off what part of
+        it was written, then raise the OSError."""
+        assert self._fd is not None
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            os.fsync(self._fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
 
     def record(self, event: str, **data: Any) -> dict[str, Any]:
         """Append one event and fsync before returning; raise :class:`JournalError` if
         the journal is closed or the write fails."""
         with self._lock:
-            if self._fh is None:
+            if self._fd is None:
                 raise JournalError(f"journal {self.path} is closed: {event} was not recorded")
-            self._seq += 1
             entry = {
-                "seq": self._seq,
+                "seq": self._seq + 1,
                 "ts": dt.datetime.now(dt.timezone.utc).isoformat(),
                 "plan_id": self.plan_id,
                 "event": event,
                 **data,
             }
             try:
-                self._fh.write(json.dumps(entry, sort_keys=True) + "\n")
-                self._sync()
+                self._append((json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
             except OSError as exc:
                 raise JournalError(
                     f"cannot write journal {self.path}: {exc.strerror or exc}"
                 ) from None
+            self._seq += 1
         return entry
 
 
