@@ -153,8 +153,7 @@ class Journal:
             except OSError as exc:
                 self.close()
                 raise JournalError(
-                    f"cannot write journal {self.path}: {exc.strerror or exc}; "
-                    "nothing was changed"
+                    f"cannot write journal {self.path}: {exc.strerror or exc}; nothing was changed"
                 ) from None
         return state
 
