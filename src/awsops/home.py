@@ -31,7 +31,10 @@ def private_dir(path: Path) -> Path:
     """Create ``path`` (and missing parents) with mode 0700; an existing directory is
     left as it is unless it is ours and group- or world-writable, which is tightened."""
     try:
-        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        for p in reversed(missing):  # each one 0700: mkdir(parents=True) would not
+            with contextlib.suppress(FileExistsError):
+                p.mkdir(mode=DIR_MODE)
         st = path.lstat()
     except OSError as exc:
         raise UsageError(f"cannot create directory {path}: {exc.strerror or exc}") from None

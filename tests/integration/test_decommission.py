@@ -356,3 +356,52 @@ def test_targets_plan_concurrently_and_keep_their_region(aws: Any, tmp_path: Pat
             for i in iter_items(ec2, "describe_instances", "Reservations[].Instances[]")
         }
         assert {f.instance_id for f in tp.chosen} <= ids and tp.chosen
+
+
+class FixedTrail:
+    """A CloudTrail look-up that knows one stop time for every instance."""
+
+    def __init__(self, at: dt.datetime) -> None:
+        self.at = at
+        self.asked: list[str] = []
+
+    def lookup(self, instance_id: str) -> Any:
+        from awsops.decommission.stoptime import StopTime
+
+        self.asked.append(instance_id)
+        return StopTime(self.at, "cloudtrail")
+
+
+def test_cloudtrail_dated_plans_can_be_applied(
+    aws: Any, fleet: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Seen: every instance whose stop time came from CloudTrail was skipped at apply as
+    `drift: stopped again since the plan`. Drift for them is decided from the live state
+    and StateTransitionReason; a restart (a new reason) is still drift."""
+    trail = FixedTrail(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90))
+    plan = build_plan(
+        aws.factory(REGION),
+        [Target(REGION)],
+        criteria(cloudtrail=True),
+        lookup_factory=lambda session, region: trail,
+    )
+    undated = {
+        i
+        for i, x in fleet.items()
+        if category(x) in ("stopped-bare-reason", "stopped-empty-reason")
+    }
+    from_trail = {f.instance_id for _, f in plan.chosen if f.stop_source == "cloudtrail"}
+    assert from_trail == undated and len(undated) >= 2 and set(trail.asked) == undated
+    restarted = sorted(from_trail)[0]
+    ec2 = aws.client("ec2", REGION)
+    ec2.start_instances(InstanceIds=[restarted])
+    ec2.stop_instances(InstanceIds=[restarted])
+    report = apply(aws, plan, tmp_path, max_percent=None)
+    outcomes = {r.instance_id: r for r in report.results}
+    for iid in from_trail - {restarted}:
+        assert outcomes[iid].outcome == Outcome.TERMINATED, outcomes[iid]
+    assert outcomes[restarted].outcome == Outcome.SKIPPED
+    assert "StateTransitionReason changed" in outcomes[restarted].reason
+    states = {i: x["State"]["Name"] for i, x in instances(aws).items()}
+    assert {i for i in from_trail if states[i] == "terminated"} == from_trail - {restarted}
+    assert states[restarted] == "stopped"
