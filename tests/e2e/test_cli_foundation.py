@@ -10,7 +10,12 @@ from tests.helpers import assert_one_line_error, invoke, run_cli
 
 def test_help_lists_commands() -> None:
     r = run_cli(["--help"])
-    assert r.code == 0 and "sandbox" in r.stdout
+    assert r.code == 0, r.stderr
+    listed = r.stdout.split("Commands:", 1)[1].split()
+    for command in ("decommission", "ec2", "inventory", "rds", "sandbox", "wait"):
+        assert command in listed, (command, r.stdout)
+        sub = run_cli([command, "--help"])
+        assert sub.code == 0 and f"Usage: awsops {command}" in sub.stdout, sub
 
 
 def test_sandbox_lifecycle_in_a_fresh_home(tmp_path: Path) -> None:

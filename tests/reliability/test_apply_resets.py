@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from awsops.sandbox.faults import CallInfo
 from tests.reliability.conftest import FIGURES, Proxied, record_proxy
 from tests.reliability.fleet import (
     apply_fleet_plan,
@@ -17,7 +18,6 @@ from tests.reliability.fleet import (
     planned_ids,
     read_ledger,
     seed_fleet,
-    truth,
 )
 
 
@@ -46,19 +46,20 @@ def test_resets_on_terminate_end_with_each_instance_terminated_once(
 def test_resets_on_create_snapshot_leave_one_snapshot_per_volume(
     proxied: Proxied, proxy_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seed_fleet(proxied, 48)
+    before = seed_fleet(proxied, 48)
     planned, resets = _plan_and_apply(
         proxied, tmp_path, capsys, "reset=0.5,only=CreateSnapshot,seed=32"
     )
     assert resets > 0
-    after = truth(proxied)
-    assert all(after[i].state == "terminated" for i in planned)
     ledger = read_ledger(proxied.proxy.stats.mutation_list())
     FIGURES["resets: CreateSnapshot answers cut"] += resets
     FIGURES["resets: extra snapshots from retried CreateSnapshot"] += sum(
         n - 1 for n in ledger.snapshots_created.values()
     )
-    assert all(n == 1 for n in ledger.snapshots_created.values())
+    # Every deletable volume of every planned instance: one completed snapshot, made
+    # before its instance was terminated; nothing else touched.
+    assert_decommissioned_exactly(proxied, before, planned, proxied.proxy.stats.mutation_list())
+    record_proxy(proxied.proxy, items_checked=len(before))
 
 
 def test_5xx_on_create_snapshot_is_sent_again_after_looking(
@@ -68,10 +69,28 @@ def test_5xx_on_create_snapshot_is_sent_again_after_looking(
     # finds none (three looks, 7 s) and sends the call again.
     before = seed_fleet(proxied, 24)
     plan = plan_fleet(tmp_path / "plan.json", capsys)
+    lookups: list[str] = []
+
+    def count_lookups(info: CallInfo, status: int, body: bytes) -> None:
+        if info.action == "DescribeSnapshots" and "tag:awsops:volume-id" in info.params.values():
+            lookups.append(
+                next(
+                    v
+                    for k, v in info.params.items()
+                    if k.endswith(".Value.1") and v.startswith("vol-")
+                )
+            )
+
+    proxied.proxy.taps.append(count_lookups)
     proxied.proxy.set_spec("error5xx=0.4,only=CreateSnapshot,seed=34")
     apply_fleet_plan(plan, capsys)
     errors = proxied.proxy.stats.faults["500"] + proxied.proxy.stats.faults["503"]
     assert errors > 0
+    # One look right before each first send, then three after each 5xx (none finds
+    # anything: the proxy answered without forwarding).
+    volumes = {v for i in planned_ids(plan) for v in before[i].deletable_volumes}
+    assert len(lookups) == len(volumes) + 3 * errors, (len(lookups), len(volumes), errors)
+    assert set(lookups) == volumes
     assert_decommissioned_exactly(
         proxied, before, planned_ids(plan), proxied.proxy.stats.mutation_list()
     )
