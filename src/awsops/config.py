@@ -14,7 +14,10 @@ import yaml
 
 from awsops.errors import UsageError
 
-ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]{1,512}$")
+PARTITIONS = ("aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f")
+ROLE_ARN_RE = re.compile(
+    r"^arn:(aws|aws-cn|aws-us-gov|aws-iso|aws-iso-[bef]):iam::(\d{12}):role/[\w+=,.@/-]{1,512}$"
+)
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d$")
 
@@ -102,9 +105,31 @@ def validate_role_arn(arn: str) -> str:
     m = ROLE_ARN_RE.match(arn)
     if not m:
         raise UsageError(
-            f"malformed role ARN {arn!r}: expected arn:aws:iam::<12-digit account>:role/<name>"
+            f"malformed role ARN {arn!r}: expected arn:<partition>:iam::<12-digit account>:"
+            f"role/<name>, partition one of {', '.join(PARTITIONS)}"
         )
-    return m.group(1)
+    return m.group(2)
+
+
+def role_partition(arn: str) -> str:
+    """The partition of a well-formed role ARN (``aws``, ``aws-cn``, ``aws-us-gov``...)."""
+    validate_role_arn(arn)
+    return arn.split(":", 2)[1]
+
+
+def region_partition(region: str) -> str:
+    """The partition a region name belongs to, from its prefix."""
+    for prefix, partition in (
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-isof-", "aws-iso-f"),
+    ):
+        if region.startswith(prefix):
+            return partition
+    return "aws"
 
 
 def parse_region_list(value: str | Sequence[str] | None) -> list[str]:
@@ -200,6 +225,13 @@ def load_targets_file(path: str | Path, default_regions: Sequence[str] = ()) -> 
                 p,
                 f"{where}: {r!r} is not a region name",
             )
+            if role is not None and r != "all":
+                _expect(
+                    region_partition(r) == role_partition(str(role)),
+                    p,
+                    f"{where}: region {r} is in partition {region_partition(r)}, but the role "
+                    f"is in {role_partition(str(role))}",
+                )
         ext = entry.get("external_id")
         _expect(ext is None or isinstance(ext, str), p, f"{where}: external_id must be a string")
         name = entry.get("name")

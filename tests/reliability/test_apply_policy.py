@@ -113,6 +113,14 @@ def test_caps_count_live_stopped_instances_and_plan_caps_hold_without_options(
     assert "more than the cap of 2" in r.stderr
     r = run(apply_args(tmp_path / "capped.json", "--max-instances", "100"))
     assert r.returncode == 3, r.stderr  # an option cannot raise the plan's cap
+    # limits from the config file at plan time are recorded the same way
+    config = tmp_path / "limits.yaml"
+    config.write_text("max_instances: 3\nmax_percent: 20\n")
+    from_config = make_plan(tmp_path / "config.json", [REGION], "--config", str(config))
+    assert from_config["limits"] == {"max_instances": 3, "max_percent": 20.0}
+    r = run(apply_args(tmp_path / "config.json"))
+    assert r.returncode == 3, r.stderr
+    assert "more than the cap of 3" in r.stderr or "cap of 20%" in r.stderr
     assert not proxied.proxy.stats.mutation_list() or all(
         m.status >= 300 for m in proxied.proxy.stats.mutation_list()
     )

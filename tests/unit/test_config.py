@@ -99,3 +99,84 @@ def test_decommission_settings(tmp_path: Path) -> None:
     p.write_text("whatever: 1\n")
     with pytest.raises(UsageError, match="unknown key"):
         load_decommission_settings(p)
+
+
+@pytest.mark.parametrize(
+    ("arn", "region"),
+    [
+        ("arn:aws-cn:iam::111111111111:role/ops", "cn-north-1"),
+        ("arn:aws-cn:iam::111111111111:role/ops", "cn-northwest-1"),
+        ("arn:aws-us-gov:iam::111111111111:role/path/ops", "us-gov-west-1"),
+        ("arn:aws-iso:iam::111111111111:role/ops", "us-iso-east-1"),
+        ("arn:aws:iam::111111111111:role/ops", "eu-central-2"),
+    ],
+)
+def test_partitions_of_role_arns_and_regions(tmp_path: Path, arn: str, region: str) -> None:
+    assert validate_role_arn(arn) == "111111111111"
+    p = tmp_path / "t.yaml"
+    p.write_text(f"accounts:\n  - role_arn: {arn}\n    regions: [{region}]\n")
+    (spec,) = load_targets_file(p)
+    assert spec.account_id == "111111111111" and spec.regions == (region,)
+
+
+@pytest.mark.parametrize(
+    ("arn", "region", "needle"),
+    [
+        (
+            "arn:aws-cn:iam::111111111111:role/ops",
+            "us-east-1",
+            "partition aws, but the role is in aws-cn",
+        ),
+        ("arn:aws:iam::111111111111:role/ops", "us-gov-east-1", "partition aws-us-gov"),
+        ("arn:awsx:iam::111111111111:role/ops", "us-east-1", "malformed role ARN"),
+        ("arn:azure:iam::111111111111:role/ops", "us-east-1", "malformed role ARN"),
+    ],
+)
+def test_partition_mismatches_are_refused(
+    tmp_path: Path, arn: str, region: str, needle: str
+) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_text(f"accounts:\n  - role_arn: {arn}\n    regions: [{region}]\n")
+    with pytest.raises(UsageError) as info:
+        load_targets_file(p)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_one_account_and_region_listed_twice_is_refused_naming_both(tmp_path: Path) -> None:
+    """Seen: one account listed twice (two roles, or a role and none) was planned twice."""
+    p = tmp_path / "t.yaml"
+    p.write_text(
+        "accounts:\n"
+        "  - {account_id: '111111111111', regions: [us-east-1, eu-west-1]}\n"
+        "  - {role_arn: 'arn:aws:iam::222222222222:role/ops', regions: [us-east-1]}\n"
+        "  - {role_arn: 'arn:aws:iam::111111111111:role/other', regions: [eu-west-1]}\n"
+    )
+    with pytest.raises(UsageError) as info:
+        load_targets_file(p)
+    assert "accounts[1] and accounts[3] both cover account 111111111111 in eu-west-1" in str(
+        info.value
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (b"protect_tags: [\xff\xfe]\n", "not UTF-8"),
+        (b"plan_ttl_hours: .inf\n", "plan_ttl_hours must be a number"),
+        (b"plan_ttl_hours: 1.0e300\n", "at most 168"),
+        (b"plan_ttl_hours: 169\n", "at most 168"),
+        (b"max_percent: 101\n", "max_percent must be a number"),
+        (b"max_percent: .nan\n", "max_percent must be a number"),
+        (b"batch_size: true\n", "batch_size must be a positive integer"),
+        (b"min_older_than_days: 0\n", "min_older_than_days must be a number"),
+        (b"protect_tags: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+        (b"older_than: 30d\n", "unknown key(s) older_than"),
+    ],
+)
+def test_bad_decommission_settings_are_one_line(tmp_path: Path, text: bytes, needle: str) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_bytes(text)
+    with pytest.raises(UsageError) as info:
+        load_decommission_settings(p)
+    assert needle in str(info.value) and str(p) in str(info.value)
+    assert "\n" not in str(info.value)

@@ -666,3 +666,25 @@ def test_create_snapshot_gives_up_after_the_retry_budget() -> None:
             case.create()
         creates.assert_no_pending_responses()
     assert len(case.slept) == budget - 1 and max(case.slept) == 8.0
+
+
+def test_max_percent_holds_for_each_target_of_a_plan() -> None:
+    """Several targets: each one's share is checked against its own live stopped count;
+    the one over the cap is named, whichever comes first."""
+    east = TargetPlan(ACCOUNT, "us-east-1", examined=4, chosen=(_facts(A),))
+    west = TargetPlan(ACCOUNT, "eu-west-1", examined=4, chosen=(_facts(B), _facts(C)))
+    plan = dataclasses.replace(_plan(A), targets=(east, west))
+    works = [
+        TargetWork(east, None, act=[_facts(A)], live_stopped=4),  # 25%
+        TargetWork(west, None, act=[_facts(B), _facts(C)], live_stopped=3),  # 67%
+    ]
+    check_blast_radius(plan, ApplyOptions(max_percent=70), works)
+    with pytest.raises(SafetyError) as info:
+        check_blast_radius(plan, ApplyOptions(max_percent=50), works)
+    assert "2 of the 3 stopped instances in 123456789012/eu-west-1" in info.value.one_line()
+    # an instance an earlier run terminated (C) still counts, in share and in total
+    works[1] = TargetWork(west, None, act=[_facts(B)], resumed=[C], live_stopped=2)
+    with pytest.raises(SafetyError, match="2 of the 3 stopped"):
+        check_blast_radius(plan, ApplyOptions(max_percent=60), works)
+    with pytest.raises(SafetyError, match="3 instances, more than the cap of 2"):
+        check_blast_radius(plan, ApplyOptions(max_percent=None, max_instances=2), works)
