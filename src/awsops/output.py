@@ -7,8 +7,6 @@ table cells. ``json`` streams one array without holding the records.
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -23,10 +21,21 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
-from rich.text import Text
 
 from awsops.errors import UsageError
+from awsops.text import cell, json_default, printable, to_json
+
+__all__ = [
+    "FORMATS",
+    "RecordWriter",
+    "cell",
+    "default_format",
+    "json_default",
+    "make_console",
+    "printable",
+    "progress_for",
+    "to_json",
+]
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -43,61 +52,6 @@ def default_format(requested: str | None, stream: IO[str] | None = None) -> str:
     return "table" if stream.isatty() else "jsonl"
 
 
-def json_default(value: Any) -> Any:
-    """JSON encoding for datetimes, sets and other values boto3 returns."""
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def to_json(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, default=json_default, indent=indent, sort_keys=False)
-
-
-def cell(value: Any) -> str:
-    """A flat text form of a value for csv and table cells."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    return to_json(value)
-
-
-def printable(text: str) -> str:
-    """``text`` with every character that is not printable escaped (``\\u202e``,
-    ``\\x1b``...): control characters, bidirectional overrides and other format
-    characters in a tag value can neither move the cursor nor reorder what a reviewer
-    reads on a terminal."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return "".join(out)
-
-
-def safe_cell(value: Any) -> Text:
-    """A table cell: :func:`cell`, escaped by :func:`printable`, never read as markup."""
-    return Text(printable(cell(value)))
-
-
 class RecordWriter:
     """Streams records to ``stream`` in one format. Use as a context manager."""
 
@@ -107,11 +61,13 @@ class RecordWriter:
         stream: IO[str] | None = None,
         columns: Sequence[str] | None = None,
         title: str | None = None,
+        drop_order: Sequence[str] = (),
     ) -> None:
         self.fmt = default_format(fmt, stream)
         self.stream = stream or sys.stdout
         self.columns = list(columns) if columns else None
         self.title = title
+        self.drop_order = list(drop_order)
         self.count = 0
         self._csv: Any = None
         self._rows: list[Any] = []
@@ -162,15 +118,25 @@ class RecordWriter:
     def _render_table(self) -> None:
         if not self._rows:
             return
-        cols = self._columns_for(self._rows[0])
-        table = Table(title=self.title, show_lines=False, header_style="bold")
-        for c in cols:
-            table.add_column(c, overflow="fold")
-        for r in self._rows:
-            row = r if isinstance(r, Mapping) else {"value": r}
-            table.add_row(*(safe_cell(row.get(c)) for c in cols))
+        from awsops.tables import column, render_table
+
+        names = self._columns_for(self._rows[0])
+        cols = [column(c) for c in names]
+        # On a narrow terminal: the columns named in drop_order go first, in that order,
+        # then the free-text columns from the right.
+        text_cols = [c.name for c in reversed(cols) if not c.key]
+        order = {
+            name: n
+            for n, name in enumerate(dict.fromkeys([*self.drop_order, *text_cols]), 1)
+            if name in names
+        }
+        cols = [column(c.name, drop=order.get(c.name, 0)) for c in cols]
+        rows = [
+            [(r if isinstance(r, Mapping) else {"value": r}).get(c) for c in names]
+            for r in self._rows
+        ]
         width = None if self.stream.isatty() else 200
-        Console(file=self.stream, width=width).print(table)
+        render_table(Console(file=self.stream, width=width), cols, rows, self.title)
 
 
 def progress_for(

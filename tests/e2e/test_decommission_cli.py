@@ -320,7 +320,10 @@ def test_apply_backs_up_terminates_and_resumes_without_repeating(
                 assert tags["awsops:instance-id"] == iid
                 assert tags["awsops:volume-id"] == v.volume_id
                 assert snap["State"] == "completed"
-                assert rows[iid]["snapshots"][v.volume_id] == snap["SnapshotId"]
+                assert {
+                    "volume_id": v.volume_id,
+                    "snapshot_id": snap["SnapshotId"],
+                } in rows[iid]["snapshots"]
                 assert v.volume_id not in volumes  # deleted with the instance
             else:
                 assert volumes[v.volume_id]["State"] == "available"  # survives, detached

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,15 @@ from awsops.decommission.journal import journal_path_for
 from awsops.decommission.model import Plan
 from awsops.decommission.planfile import load_plan, plan_json, write_plan
 from awsops.decommission.planner import build_plan
-from awsops.decommission.render import render_plan, render_preview, summary_line
+from awsops.decommission.render import (
+    REPORT_COLUMNS,
+    REPORT_DROP_ORDER,
+    render_preview,
+    render_review,
+    result_row,
+    summary_line,
+)
+from awsops.decommission.review import review
 from awsops.decommission.verify import check_endpoint
 from awsops.errors import SafetyError
 from awsops.home import home, private_dir
@@ -45,25 +53,46 @@ def _plan_errors(plan: Plan) -> int:
     return len(failed)
 
 
-def _confirm_on_terminal(preview: ApplyPreview) -> bool:
-    render_preview(preview, make_console(stderr=True))
-    n = len(preview.to_terminate)
-    answer = click.prompt(
-        f"Type {n} to back up and terminate {n} instance(s)",
-        default="",
-        show_default=False,
-        err=True,
-    )
-    return answer.strip() == str(n)
+def confirm_on_terminal(endpoint: str) -> Callable[[ApplyPreview], bool]:
+    """The confirmation: the summary (what, where, how many backups, what is skipped and
+    why), then the account (id or name) and the count must be typed."""
+
+    def confirm(preview: ApplyPreview) -> bool:
+        render_preview(preview, endpoint, make_console(stderr=True))
+        n = len(preview.to_terminate) + preview.already_done
+        expected = confirmation_answers(preview)
+        answer = click.prompt(
+            f"Type {expected[0]} {n} to back up and terminate {n} instance(s)",
+            default="",
+            show_default=False,
+            err=True,
+        )
+        words = answer.split()
+        return len(words) == 2 and words[0] in expected and words[1] == str(n)
+
+    return confirm
 
 
-COLUMNS = ["account_id", "region", "instance_id", "name", "outcome", "reason", "code", "snapshots"]
+def confirmation_answers(preview: ApplyPreview) -> list[str]:
+    """What may be typed for the account: its id or its name; ``all`` for several."""
+    accounts = {tp.account_id: tp.name for tp, _ in preview.to_terminate}
+    if len(accounts) != 1:
+        return ["all"]
+    ((account, name),) = accounts.items()
+    return [account, *([name] if name else [])]
 
 
 def _render_report(report: ApplyReport, output_format: str | None) -> None:
-    with RecordWriter(output_format or "table", sys.stdout, COLUMNS) as w:
+    with RecordWriter(
+        output_format or "table", sys.stdout, REPORT_COLUMNS, drop_order=REPORT_DROP_ORDER
+    ) as w:
         for r in report.results:
-            w.write(r.to_json())
+            row = result_row(r)
+            if w.fmt in ("table", "csv"):
+                row["snapshots"] = ", ".join(
+                    f"{s['snapshot_id']} ({s['volume_id']})" for s in row["snapshots"]
+                )
+            w.write(row)
     line = summary_line(report.results, report.dry_run)
     if report.journal and not report.dry_run:
         line += f"; journal {report.journal}"
@@ -114,7 +143,7 @@ def _apply(
         )
     options = apply_options(settings, dry_run, allow_short, kw)
     factory = app.factory()
-    confirm = None if yes else _confirm_on_terminal
+    confirm = None if yes else confirm_on_terminal(plan.endpoint.describe())
     token = CancelToken()
     with (
         cancel_on_signals(token, notify=lambda m: click.echo(m, err=True)),
@@ -206,7 +235,7 @@ def plan_cmd(
     if output_format == "json":
         click.echo(to_json(plan_json(plan), indent=2))
     else:
-        render_plan(plan, make_console())
+        render_review(review(plan), make_console())
         click.echo(
             f"plan written to {path}; review it, then: {app.command(*resume_args(path))}",
             err=True,
@@ -287,7 +316,7 @@ def run_cmd(
     )
     runs = private_dir(home() / "runs")
     path = write_plan(plan, runs / f"{plan.plan_id}.json")
-    render_plan(plan, make_console(stderr=True))
+    render_review(review(plan), make_console(stderr=True))
     click.echo(f"plan kept at {path}", err=True)
     failed = _plan_errors(plan)
     _apply(app, plan, path, settings, yes, dry_run, allow_short, output_format, kw)

@@ -1,0 +1,198 @@
+"""Tables at 80 and 200 columns: every id, account and date whole, columns dropped in
+order, blocks when nothing else fits, nothing read as markup."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+
+import pytest
+from rich.console import Console
+
+from awsops.decommission.model import (
+    Decision,
+    InstanceFacts,
+    Plan,
+    PlanCriteria,
+    SkipReason,
+    TargetPlan,
+    Volume,
+)
+from awsops.decommission.outcomes import ApplyPreview, InstanceResult
+from awsops.decommission.render import (
+    REPORT_COLUMNS,
+    REPORT_DROP_ORDER,
+    render_preview,
+    render_review,
+    result_row,
+)
+from awsops.decommission.review import review
+from awsops.output import RecordWriter
+from awsops.tables import Column, render_table
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 11, 1, tzinfo=UTC)
+ACCOUNTS = ("123456789012", "210987654321")
+
+
+def _id(prefix: str, n: int, length: int = 17) -> str:
+    return f"{prefix}-{n:0{length}x}"
+
+
+def _facts(n: int, name: str) -> InstanceFacts:
+    return InstanceFacts(
+        instance_id=_id("i", n),
+        state="stopped",
+        stop_time=NOW - dt.timedelta(days=40 + n),
+        stop_source="state-transition-reason",
+        launch_time=None,
+        tags={"Name": name},
+        volumes=(
+            Volume(_id("vol", n), "/dev/xvda", True, 8 + n, "gp3"),
+            Volume(_id("vol", 100 + n), "/dev/sdf", True, 500, "io2"),
+            Volume(_id("vol", 200 + n), "/dev/sdg", False, 50, "gp2"),
+        ),
+        instance_type="m7i.48xlarge",
+        termination_protection=False,
+    )
+
+
+def _plan() -> Plan:
+    targets = []
+    for a, account in enumerate(ACCOUNTS):
+        chosen = tuple(
+            _facts(10 * a + i, f"payments-batch-worker-{i} [bold]x[/bold]") for i in range(3)
+        )
+        kept = (
+            Decision(
+                _facts(10 * a + 5, "db-primary-do-not-touch"),
+                False,
+                SkipReason.PROTECT_TAG,
+                "tag DoNotDelete",
+            ),
+        )
+        targets.append(
+            TargetPlan(
+                account, "ap-southeast-2", name="prod", examined=4, chosen=chosen, skipped=kept
+            )
+        )
+    return Plan(
+        plan_id="plan-20261101T000000Z-0123abcd",
+        created_at=NOW,
+        expires_at=NOW + dt.timedelta(hours=24),
+        criteria=PlanCriteria(older_than_days=30, protect_tags=("DoNotDelete",)),
+        targets=tuple(targets),
+    )
+
+
+def _ids(plan: Plan) -> list[str]:
+    out = list(ACCOUNTS)
+    for tp in plan.targets:
+        for f in tp.chosen:
+            out += [f.instance_id, *(v.volume_id for v in f.deletable_volumes)]
+            out.append(f.stop_time.strftime("%Y-%m-%d") if f.stop_time else "")
+        out += [d.facts.instance_id for d in tp.skipped]
+    return out
+
+
+def _console(width: int) -> tuple[Console, io.StringIO]:
+    buf = io.StringIO()
+    return Console(file=buf, width=width, color_system=None), buf
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_plan_review_keeps_every_id_whole(width: int) -> None:
+    plan = _plan()
+    console, buf = _console(width)
+    render_review(review(plan), console)
+    text = buf.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= width
+    for token in _ids(plan):
+        assert token in text, (token, width)
+    if width == 80:
+        assert "left out to fit 80 columns" in text and "source" in text
+    else:
+        assert "left out" not in text and "state-transition-reason" in text
+        assert "[bold]x[/bold]" in text  # shown as written, never read as markup
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_confirmation_keeps_every_id_whole(width: int) -> None:
+    plan = _plan()
+    preview = ApplyPreview(
+        plan.plan_id,
+        plan.chosen,
+        [
+            InstanceResult(
+                ACCOUNTS[0],
+                "ap-southeast-2",
+                _id("i", 9),
+                "x",
+                "skipped",
+                "drift: tags changed: team",
+            )
+        ],
+        snapshots=12,
+        already_done=0,
+    )
+    console, buf = _console(width)
+    render_preview(preview, "the local sandbox", console)
+    text = buf.getvalue()
+    for _, f in plan.chosen:
+        assert f.instance_id in text
+    assert _id("i", 9) in text and "drift: tags changed" in text
+    summary = " ".join(text.split())
+    assert "6 to terminate in 123456789012, 210987654321 (the local sandbox)" in summary
+    assert "12 volume(s) backed up first, 1 skipped (drift 1)" in summary
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_apply_report_keeps_snapshot_ids_whole(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    buf = io.StringIO()
+    monkeypatch.setattr(buf, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", str(width))
+    results = [
+        InstanceResult(
+            ACCOUNTS[0],
+            "ap-southeast-2",
+            _id("i", n),
+            f"payments-batch-worker-{n}",
+            "terminated",
+            "",
+            None,
+            {_id("vol", n): _id("snap", n), _id("vol", 50 + n): _id("snap", 50 + n)},
+        )
+        for n in range(4)
+    ]
+    with RecordWriter("table", buf, REPORT_COLUMNS, drop_order=REPORT_DROP_ORDER) as w:
+        for r in results:
+            row = result_row(r)
+            row["snapshots"] = ", ".join(
+                f"{s['snapshot_id']} ({s['volume_id']})" for s in row["snapshots"]
+            )
+            w.write(row)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue())
+    assert "terminated" in text  # the outcome is never left out
+    for r in results:
+        assert r.instance_id in text
+        for v, s in r.snapshots.items():
+            assert s in text and v in text
+    assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_columns_drop_in_order_then_blocks() -> None:
+    cols = (
+        Column("instance", key=True),
+        Column("note", drop=1),
+        Column("region", key=True, drop=2),
+    )
+    rows = [(_id("i", 1), "a-long-note-that-cannot-wrap-at-all", "ap-southeast-2")]
+    console, buf = _console(60)
+    render_table(console, cols, rows)
+    assert "note" in buf.getvalue().split("left out")[1]  # note went first
+    assert "ap-southeast-2" in buf.getvalue()
+    console, buf = _console(22)  # the id alone needs 23
+    render_table(console, cols, rows, title="t")
+    lines = buf.getvalue().splitlines()
+    assert any(re.fullmatch(r"\s*instance: " + _id("i", 1), ln) for ln in lines), lines
