@@ -7,6 +7,7 @@ table cells. ``json`` streams one array without holding the records.
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -135,8 +136,9 @@ class RecordWriter:
             [(r if isinstance(r, Mapping) else {"value": r}).get(c) for c in names]
             for r in self._rows
         ]
-        width = None if self.stream.isatty() else 200
-        render_table(Console(file=self.stream, width=width), cols, rows, self.title)
+        render_table(
+            Console(file=self.stream, width=stream_width(self.stream)), cols, rows, self.title
+        )
 
 
 def progress_for(
@@ -158,8 +160,19 @@ def progress_for(
     )
 
 
+PIPED_WIDTH = 200
+
+
+def stream_width(stream: IO[str]) -> int | None:
+    """The width to render at: the terminal's on a terminal (None: rich asks it);
+    ``$COLUMNS`` or 200 when piped or redirected."""
+    if stream.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) >= 20 else PIPED_WIDTH
+
+
 def make_console(stderr: bool = False) -> Console:
-    """A rich Console: the terminal's width on a terminal, wide (no wrapping of ids) when
-    piped or redirected."""
+    """A rich Console for tables (see :func:`stream_width`)."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else 200)
+    return Console(file=stream, width=stream_width(stream))

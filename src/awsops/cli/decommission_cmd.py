@@ -324,4 +324,9 @@ def run_cmd(
         raise SystemExit(1)
 
 
+from awsops.cli.decommission_view import report_cmd, show_cmd  # noqa: E402
+
+decommission.add_command(show_cmd)
+decommission.add_command(report_cmd)
+
 COMMANDS = [decommission]
