@@ -132,11 +132,11 @@ class LaunchedInstance:
 
     def record(self) -> dict[str, Any]:
         return {
-            "InstanceId": self.instance_id,
-            "AvailabilityZone": self.availability_zone,
-            "State": self.state,
-            "InstanceType": self.instance_type,
-            "PrivateIpAddress": self.private_ip,
+            "instance_id": self.instance_id,
+            "availability_zone": self.availability_zone,
+            "state": self.state,
+            "instance_type": self.instance_type,
+            "private_ip": self.private_ip,
         }
 
 
@@ -150,9 +150,9 @@ class StateChange:
 
     def record(self) -> dict[str, Any]:
         return {
-            "InstanceId": self.instance_id,
-            "PreviousState": self.previous_state,
-            "CurrentState": self.current_state,
+            "instance_id": self.instance_id,
+            "previous_state": self.previous_state,
+            "current_state": self.current_state,
         }
 
 

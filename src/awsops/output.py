@@ -141,6 +141,44 @@ class RecordWriter:
         )
 
 
+def write_records(
+    records: Iterable[Any],
+    fmt: str | None,
+    query: str | None = None,
+    stream: IO[str] | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    drop_order: Sequence[str] = (),
+    warn: IO[str] | None = None,
+) -> int:
+    """Write records in ``fmt``; with ``query``, the JMESPath result over *all* the
+    records as printed (their json field names), as the AWS CLI applies ``--query`` to
+    the merged result: a list is written as records, anything else as one JSON value.
+    A query that selects nothing says so on ``warn`` (stderr). Returns the count."""
+    stream = stream or sys.stdout
+    if query is None:
+        with RecordWriter(fmt or "", stream, columns, title, drop_order) as writer:
+            return writer.write_all(records)
+    from awsops.paginate import compile_query
+
+    expr = compile_query(query)
+    assert expr is not None
+    everything = list(records)
+    found = expr.search(everything)
+    if found is None or found == []:
+        print(
+            f"warning: --query {query!r} selected nothing from {len(everything)} record(s) "
+            "(fields are the json output's, e.g. instance_id, state)",
+            file=warn or sys.stderr,
+        )
+    if not isinstance(found, list):
+        stream.write(to_json(found) + "\n")
+        return 1
+    with RecordWriter(fmt or "", stream, title=title) as writer:
+        return writer.write_all(found)
+
+
 def progress_for(
     stream: IO[str] | None = None, transient: bool = True
 ) -> AbstractContextManager[Any]:

@@ -58,13 +58,13 @@ class DbSnapshot:
 
     def record(self) -> dict[str, Any]:
         return {
-            "DBSnapshotIdentifier": self.identifier,
-            "DBInstanceIdentifier": self.db_instance_identifier,
-            "Status": self.status,
-            "SnapshotType": self.snapshot_type,
-            "Engine": self.engine,
-            "SnapshotCreateTime": self.created,
-            "DBSnapshotArn": self.arn,
+            "db_snapshot_identifier": self.identifier,
+            "db_instance_identifier": self.db_instance_identifier,
+            "status": self.status,
+            "snapshot_type": self.snapshot_type,
+            "engine": self.engine,
+            "created_at": self.created,
+            "db_snapshot_arn": self.arn,
         }
 
 

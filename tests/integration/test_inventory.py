@@ -232,7 +232,7 @@ def test_query_across_pages_equals_filtering_the_whole_list(
         "inv-q",
         "--page-size",
         "5",
-        "--query",
+        "--page-query",
         "Contents[?Size > `1000`]",
     )
     got = _jsonl(r)
@@ -251,11 +251,55 @@ def test_query_across_pages_equals_filtering_the_whole_list(
             "data/",
             "--page-size",
             "7",
-            "--query",
+            "--page-query",
             "Contents[].Key",
         )
     )
     assert sorted(keys) == sorted(o["Key"] for o in everything if o["Key"].startswith("data/"))  # type: ignore[arg-type]
+
+
+def test_query_runs_on_the_records_shown_over_all_pages(
+    aws: Any, sandbox_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen: --query ran on each raw page: `[?state=='stopped'].instance_id` gave 0
+    items without a warning and `length(@)` gave 2 (the keys of one page)."""
+    everything = _seed_objects(aws, "inv-r")
+    big = _jsonl(
+        _run(
+            capsys,
+            "s3-objects",
+            "--bucket",
+            "inv-r",
+            "--page-size",
+            "5",
+            "--query",
+            "[?size > `1000`].key",
+        )
+    )
+    assert sorted(big) == sorted(o["Key"] for o in everything if o["Size"] > 1000)  # type: ignore[type-var]
+    count = _run(
+        capsys, "s3-objects", "--bucket", "inv-r", "--page-size", "5", "--query", "length(@)"
+    )
+    assert count.stdout.strip() == str(len(everything)) == "24"
+    ec2 = aws.client("ec2")
+    made = _launch(ec2, [3])
+    ec2.stop_instances(InstanceIds=made[:2])
+    stopped = _jsonl(
+        _run(
+            capsys,
+            "ec2-instances",
+            "--page-size",
+            "1",
+            "--query",
+            "[?state=='stopped'].instance_id",
+        )
+    )
+    assert sorted(stopped) == sorted(made[:2])  # type: ignore[type-var]
+    # the same columns with or without --query: the json output's names
+    rows = _jsonl(_run(capsys, "s3-objects", "--bucket", "inv-r", "--query", "[?size > `2000`]"))
+    assert rows and all({"key", "size", "account_id", "region"} <= set(r) for r in rows)  # type: ignore[arg-type]
+    none = _run(capsys, "ec2-instances", "--query", "[?state=='pending'].instance_id")
+    assert none.stdout.strip() == "" and "selected nothing from 3 record(s)" in none.stderr
 
 
 def test_csv_json_and_jsonl_parse_back_to_the_same_records(

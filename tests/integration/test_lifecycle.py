@@ -238,13 +238,13 @@ def test_cli_launch_wait_terminate_wait(sandbox_home: Path, aws, capsys) -> None
     )
     assert r.code == 0, r.stderr
     rows = _jsonl(r)
-    ids = [row["InstanceId"] for row in rows]
-    assert len(ids) == 2 and all(row["AvailabilityZone"] for row in rows)
-    assert {row["State"] for row in rows} == {"running"}
+    ids = [row["instance_id"] for row in rows]
+    assert len(ids) == 2 and all(row["availability_zone"] for row in rows)
+    assert {row["state"] for row in rows} == {"running"}
 
     t = invoke(["ec2", "terminate", "--instance-ids", *ids, "--wait", "--sandbox"], capsys)
     assert t.code == 0, t.stderr
-    assert {(row["InstanceId"], row["CurrentState"]) for row in _jsonl(t)} == {
+    assert {(row["instance_id"], row["current_state"]) for row in _jsonl(t)} == {
         (i, "terminated") for i in ids
     }
     w = invoke(["wait", "ec2", "instance-terminated", "--instance-ids", *ids, "--sandbox"], capsys)
@@ -367,9 +367,9 @@ def test_rds_cli_snapshot_create_and_wait(sandbox_home: Path, aws, capsys) -> No
     )
     assert c.code == 0, c.stderr
     [row] = _jsonl(c)
-    assert (row["DBSnapshotIdentifier"], row["Status"]) == ("snap-1", "available")
+    assert (row["db_snapshot_identifier"], row["status"]) == ("snap-1", "available")
     w = invoke(["rds", "snapshot", "wait", "snap-1", "--output", "jsonl", "--sandbox"], capsys)
-    assert w.code == 0 and _jsonl(w)[0]["Status"] == "available"
+    assert w.code == 0 and _jsonl(w)[0]["status"] == "available"
     g = invoke(
         ["wait", "rds", "db-snapshot-available", "--db-snapshot-identifier", "snap-1", "--sandbox"],
         capsys,

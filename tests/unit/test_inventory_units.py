@@ -98,7 +98,7 @@ def test_parameter_filters_and_required_ones() -> None:
 
 def test_request_validation_happens_before_any_call() -> None:
     with pytest.raises(UsageError, match="JMESPath"):
-        InventoryRequest.build("ec2-instances", query="Reservations[")
+        InventoryRequest.build("ec2-instances", page_query="Reservations[")
     with pytest.raises(UsageError, match="no per-item attributes"):
         InventoryRequest.build("iam-users", with_attributes=True)
     with pytest.raises(UsageError, match="unknown inventory kind"):

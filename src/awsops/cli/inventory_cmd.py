@@ -13,7 +13,8 @@ from awsops.inventory.collector import InventoryRequest, InventoryRun, Progress
 from awsops.inventory.filters import Filter, parse_filters
 from awsops.inventory.records import table_view
 from awsops.inventory.specs import KINDS
-from awsops.output import RecordWriter, default_format, progress_for
+from awsops.output import default_format, progress_for, write_records
+from awsops.paginate import compile_query
 
 
 def _kinds_help() -> str:
@@ -37,7 +38,7 @@ stderr. A failing target does not stop the others: it is reported at the end as
 Examples:
   awsops inventory ec2-instances --regions all --filters Name=instance-state-name,Values=stopped
   awsops inventory ec2-instances --targets accounts.yaml --tag env=prod --output csv
-  awsops inventory s3-objects --bucket logs --query 'Contents[?Size > `10485760`]'
+  awsops inventory s3-objects --bucket logs --query '[?size > `10485760`].key'
 """
 
 
@@ -97,6 +98,12 @@ Examples:
     help="ec2-instances: add termination_protection. Costs one extra API call per "
     "instance (DescribeInstanceAttribute).",
 )
+@click.option(
+    "--page-query",
+    default=None,
+    help="JMESPath applied to each raw API page (its AWS field names), results "
+    "flattened across pages; streams. --query applies to the records shown.",
+)
 @output_options
 @aws_options
 def inventory(
@@ -111,6 +118,7 @@ def inventory(
     page_size: int | None,
     max_items: int | None,
     with_attributes: bool,
+    page_query: str | None,
     output_format: str | None,
     query: str | None,
 ) -> None:
@@ -119,7 +127,7 @@ def inventory(
     request = InventoryRequest.build(
         kind,
         filters,
-        query=query,
+        page_query=page_query,
         page_size=page_size,
         max_items=max_items,
         with_attributes=with_attributes,
@@ -128,15 +136,17 @@ def inventory(
     app = app_context()
     targets = app.targets(regions, targets_file)
     factory = app.factory()
-    columns = request.kind.table if fmt == "table" and not query else None
+    if query is not None:
+        compile_query(query)  # a bad expression is refused before any API call
+    columns = request.kind.table if fmt == "table" and not (query or page_query) else None
 
     with progress_for(sys.stderr) as bar:
         on_progress = _progress_callback(bar, kind) if bar is not None else None
         run = InventoryRun(
             factory, targets, request, concurrency=concurrency, on_progress=on_progress
         )
-        with RecordWriter(fmt, sys.stdout, columns=columns, title=kind) as writer:
-            writer.write_all(run if fmt != "table" else map(table_view, run))
+        records = run if fmt != "table" or query else map(table_view, run)
+        write_records(records, fmt, query, sys.stdout, columns=columns, title=kind)
 
     click.echo(f"inventory {kind}: {run.summary.line()}", err=True)
     for failed in run.failures:

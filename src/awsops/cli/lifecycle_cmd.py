@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -24,8 +24,7 @@ from awsops import rds as rdsops
 from awsops.cli.context import app_context, aws_options, output_options
 from awsops.clients import make_client
 from awsops.errors import UsageError
-from awsops.output import RecordWriter, progress_for
-from awsops.paginate import compile_query
+from awsops.output import progress_for, write_records
 from awsops.waiters import OnAttempt, WaitAttempt, normalize_waiter_name, wait
 
 log = logging.getLogger(__name__)
@@ -112,12 +111,7 @@ def wait_options(delay_default: float | None, attempts_default: int | None) -> C
 
 
 def _render(records: Sequence[Mapping[str, Any]], fmt: str | None, query: str | None) -> None:
-    rows: Iterable[Any] = records
-    if query:
-        found = compile_query(query).search(list(records))
-        rows = found if isinstance(found, list) else [found]
-    with RecordWriter(fmt or "", sys.stdout) as writer:
-        writer.write_all(rows)
+    write_records(records, fmt, query)
 
 
 # --- awsops wait ---------------------------------------------------------------------

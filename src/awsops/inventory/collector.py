@@ -54,7 +54,7 @@ class InventoryRequest:
 
     kind: KindSpec
     params: Mapping[str, Any] = field(default_factory=dict)
-    query: str | None = None
+    page_query: str | None = None  # JMESPath on each raw API page (--page-query)
     page_size: int | None = None
     max_items: int | None = None
     with_attributes: bool = False
@@ -65,7 +65,7 @@ class InventoryRequest:
         kind: str | KindSpec,
         filters: Sequence[Filter] = (),
         *,
-        query: str | None = None,
+        page_query: str | None = None,
         page_size: int | None = None,
         max_items: int | None = None,
         with_attributes: bool = False,
@@ -73,16 +73,16 @@ class InventoryRequest:
         """A validated request; raises one-line UsageErrors for bad input."""
         spec = get_kind(kind) if isinstance(kind, str) else kind
         params = build_params(spec, filters)
-        compile_query(query)
+        compile_query(page_query)
         if page_size is not None and page_size < 1:
             raise UsageError("--page-size must be at least 1")
         if max_items is not None and max_items < 1:
             raise UsageError("--max-items must be at least 1")
         if with_attributes and not spec.attributes:
             raise UsageError(f"{spec.name} has no per-item attributes to fetch")
-        if with_attributes and query:
-            raise UsageError("--with-attributes applies to records, not to --query results")
-        return cls(spec, params, query, page_size, max_items, with_attributes)
+        if with_attributes and page_query:
+            raise UsageError("--with-attributes applies to records, not to --page-query results")
+        return cls(spec, params, page_query, page_size, max_items, with_attributes)
 
     @property
     def effective_page_size(self) -> int | None:
@@ -179,7 +179,7 @@ class InventoryRun:
         self._client_for = client_for or self._default_client
         self._on_progress = on_progress
         self._ctx = ShapeContext(now or dt.datetime.now(dt.timezone.utc))
-        self._query = compile_query(request.query)
+        self._query = compile_query(request.page_query)
         self._items_expr = compile_query(self.spec.items_path)
         self._fields = [(f.name, compile_query(f.path)) for f in self.spec.fields]
         self._param_values = {f.name: request.params.get(f.path) for f in self.spec.param_fields}
@@ -376,7 +376,7 @@ class InventoryRun:
         return TargetCount(items, pages)
 
     def _values(self, page: Mapping[str, Any]) -> list[Any]:
-        """The page's items, or the --query results flattened (None dropped)."""
+        """The page's items, or the --page-query results flattened (None dropped)."""
         found = (self._query or self._items_expr).search(page)
         if found is None:
             return []
