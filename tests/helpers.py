@@ -23,6 +23,7 @@ def run_cli(
     env: Mapping[str, str] | None = None,
     timeout: float = 300,
     input: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> CliResult:
     """Run ``awsops`` in a subprocess (no terminal: stdin/stdout are pipes)."""
     full_env = {**os.environ, **(env or {})}
@@ -33,6 +34,7 @@ def run_cli(
         env=full_env,
         timeout=timeout,
         input=input if input is not None else "",
+        cwd=cwd,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

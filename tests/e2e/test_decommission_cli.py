@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -443,3 +444,32 @@ def test_bad_older_than_is_one_line_error(
     assert r.code == 2, r
     assert_one_line_error(r, needle)
     assert not (tmp_path / "p.json").exists()
+
+
+def test_config_is_found_and_named_and_plans_go_to_the_home_by_default(
+    aws: Any, sandbox_home: Path, tmp_path: Path
+) -> None:
+    _seed(aws)
+    plan_args = ["--sandbox", "decommission", "plan", "--older-than", "30d", "--regions", REGION]
+    (sandbox_home / "config.yaml").write_text("max_instances: 7\n")
+    r = run_cli(plan_args, cwd=tmp_path)
+    assert r.code == 0, r.stderr
+    assert f"config: {sandbox_home / 'config.yaml'} (found" in r.stderr
+    m = re.search(r"plan written to (\S+);", r.stderr)
+    assert m, r.stderr
+    written = Path(m.group(1))
+    plan = load_plan(written)
+    assert written == sandbox_home / "plans" / plan.plan_id / "plan.json"
+    assert plan.limits.max_instances == 7
+    assert f"then: awsops --sandbox decommission apply {written}" in r.stderr
+
+    (tmp_path / "awsops.yaml").write_text("max_instances: 3\n")  # ./awsops.yaml comes first
+    r = run_cli([*plan_args, "-o", "p.json"], cwd=tmp_path)
+    assert r.code == 0, r.stderr
+    assert "config: awsops.yaml (found" in r.stderr
+    assert load_plan(tmp_path / "p.json").limits.max_instances == 3
+    explicit = tmp_path / "other.yaml"
+    explicit.write_text("max_instances: 9\n")
+    r = run_cli([*plan_args, "-o", "q.json", "--config", str(explicit)], cwd=tmp_path)
+    assert r.code == 0 and "(found" not in r.stderr
+    assert load_plan(tmp_path / "q.json").limits.max_instances == 9

@@ -20,11 +20,13 @@ from awsops.cli.decommission_options import (
     check_plan_output,
     command_at,
     criteria_from,
+    default_plan_path,
     endpoint_of,
+    load_settings,
     plan_limits,
     with_options,
 )
-from awsops.config import DecommissionSettings, load_decommission_settings
+from awsops.config import DecommissionSettings
 from awsops.decommission.executor import ApplyPreview, ApplyReport, apply_plan
 from awsops.decommission.journal import journal_path_for
 from awsops.decommission.model import Plan
@@ -191,8 +193,9 @@ def decommission() -> None:
     "-o",
     "--out",
     "out",
-    required=True,
-    help="Where to write the plan (a JSON file path).",
+    default=None,
+    help="Where to write the plan (a JSON file path); default "
+    "$AWSOPS_HOME/plans/<plan id>/plan.json.",
 )
 @click.option(
     "--output",
@@ -211,15 +214,17 @@ def plan_cmd(
     cloudtrail: bool,
     concurrency: int,
     allow_short: bool,
-    out: str,
+    out: str | None,
     output_format: str,
     **kw: Any,
 ) -> None:
     """Read-only: find stopped instances, decide, write a reviewable, signed plan."""
-    settings = load_decommission_settings(config_file)
+    settings = load_settings(config_file)
     criteria = criteria_from(older_than, settings, cloudtrail, allow_short)
     limits = plan_limits(settings, kw)
-    path = check_plan_output(out)
+    path = check_plan_output(out) if out is not None else None
+    if path is None:
+        private_dir(home() / "plans")  # the default place can be written: checked first
     app = app_context()
     targets = app.targets(regions, targets_file)
     plan = build_plan(
@@ -231,6 +236,7 @@ def plan_cmd(
         limits=limits,
         endpoint=endpoint_of(app),
     )
+    path = path or default_plan_path(plan.plan_id)
     write_plan(plan, path)
     if output_format == "json":
         click.echo(to_json(plan_json(plan), indent=2))
@@ -266,7 +272,7 @@ def apply_cmd(
     **kw: Any,
 ) -> None:
     """Apply a plan: re-verify, DryRun check, snapshot, terminate, wait. Resumable."""
-    settings = load_decommission_settings(config_file)
+    settings = load_settings(config_file)
     plan = load_plan(plan_file)
     _apply(
         app_context(),
@@ -301,7 +307,7 @@ def run_cmd(
     """Plan and apply in one go (small jobs), with the same safety rails. The plan is
     kept under $AWSOPS_HOME/runs/ with its journal, so an interrupted run can resume
     with `awsops decommission apply`."""
-    settings = load_decommission_settings(config_file)
+    settings = load_settings(config_file)
     criteria = criteria_from(older_than, settings, cloudtrail, allow_short)
     limits = plan_limits(settings, dict(kw))
     app = app_context()

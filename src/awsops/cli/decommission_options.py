@@ -151,6 +151,38 @@ def check_plan_output(out: str) -> Path:
     return path
 
 
+CONFIG_NAME = "awsops.yaml"
+
+
+def find_config(given: str | None) -> Path | None:
+    """The decommission config to use: ``--config``, else ``./awsops.yaml``, else
+    ``$AWSOPS_HOME/config.yaml``; None (the defaults) if there is none. A file found
+    without ``--config`` is named on stderr, so nobody is surprised by it."""
+    if given is not None:
+        return Path(given)
+    from awsops.home import home
+
+    for candidate in (Path(CONFIG_NAME), home() / "config.yaml"):
+        if candidate.is_file():
+            click.echo(f"config: {candidate} (found; --config to use another)", err=True)
+            return candidate
+    return None
+
+
+def load_settings(given: str | None) -> DecommissionSettings:
+    from awsops.config import load_decommission_settings
+
+    return load_decommission_settings(find_config(given))
+
+
+def default_plan_path(plan_id: str) -> Path:
+    """Where a plan goes without ``-o``: beside its journal in the awsops home."""
+    from awsops.decommission.journal import plan_dir
+    from awsops.home import private_dir
+
+    return private_dir(plan_dir(plan_id)) / "plan.json"
+
+
 def with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     def deco(fn: F) -> F:
         for opt in reversed(options):
@@ -197,7 +229,8 @@ PLAN_OPTIONS = [
         "config_file",
         type=click.Path(dir_okay=False),
         default=None,
-        help="Decommission config YAML (protect tags, account allow/deny lists, caps...).",
+        help="Decommission config YAML (protect tags, account lists, caps...); default "
+        "./awsops.yaml, else $AWSOPS_HOME/config.yaml, if there is one.",
     ),
     click.option(
         "--cloudtrail",
