@@ -23,7 +23,7 @@ from botocore.credentials import CredentialProvider, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from awsops.clients import make_client
-from awsops.config import REGION_RE, ClientSettings, Target, validate_role_arn
+from awsops.config import ClientSettings, Target, validate_role_arn
 from awsops.errors import UsageError, translate
 
 log = logging.getLogger(__name__)
@@ -157,13 +157,10 @@ class SessionFactory:
         return self._base
 
     def validate_region(self, region: str) -> str:
-        """Return ``region`` if botocore knows it; else a one-line UsageError.
-
-        The sandbox accepts any well-formed name (moto serves them all).
-        """
+        """Return ``region`` if botocore knows it (in any partition); else a one-line
+        UsageError. The same holds with an endpoint override: the sandbox serves the
+        regions AWS has, and an unknown name there is a typo, not a region."""
         if region in known_regions(self._base):
-            return region
-        if self.settings.endpoint_url and REGION_RE.match(region):
             return region
         raise UsageError(f"unknown region {region!r}")
 

@@ -25,7 +25,7 @@ def test_wait_exit_codes_in_a_subprocess(sandbox_home: Path, aws) -> None:  # ty
     timeout = run_cli(
         [
             *("wait", "ec2", "instance-stopped", "--instance-ids", iid, "--sandbox"),
-            *("--delay", "0.01", "--max-attempts", "2"),
+            *("--delay", "0.01", "--polls", "2"),
         ]
     )
     assert timeout.code == 4
@@ -39,7 +39,7 @@ def test_live_progress_line_on_a_terminal(sandbox_home: Path, aws) -> None:  # t
         proc = subprocess.run(
             [
                 *(sys.executable, "-m", "awsops", "wait", "ec2", "instance-stopped"),
-                *("--instance-ids", iid, "--delay", "0.3", "--max-attempts", "3", "--sandbox"),
+                *("--instance-ids", iid, "--delay", "0.3", "--polls", "3", "--sandbox"),
             ],
             stdout=subprocess.PIPE,
             stderr=slave,

@@ -169,7 +169,7 @@ def test_cli_wait_timeout_exit_4(sandbox_home: Path, aws, capsys) -> None:  # ty
             ids[0],
             "--delay",
             "0.01",
-            "--max-attempts",
+            "--polls",
             "3",
             "--sandbox",
         ],
@@ -377,3 +377,32 @@ def test_rds_cli_snapshot_create_and_wait(sandbox_home: Path, aws, capsys) -> No
     assert g.code == 0 and "DBSnapshotIdentifier=snap-1" in g.stdout
     missing = invoke(["rds", "snapshot", "wait", "snap-2", "--sandbox"], capsys)
     assert_one_line_error(missing, "snap-2")
+
+
+def test_wait_needs_ids_or_all_and_suggests_close_names(sandbox_home: Path, aws, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Seen: `wait ec2 instance-running` with no ids waited on every instance; `wait ec3`
+    printed about 400 service names; an unknown region in the sandbox gave a parse
+    error and exit 1."""
+    ids = _run(aws.client("ec2"))
+    r = invoke(["wait", "ec2", "instance-running", "--sandbox"], capsys)
+    assert r.code == 2
+    assert_one_line_error(r, "would wait on every resource", "--instance-ids", "--all")
+    ok = invoke(
+        ["wait", "ec2", "instance-running", "--all", "--delay", "0.01", "--sandbox"], capsys
+    )
+    assert ok.code == 0, ok.stderr
+    assert ids[0] in ok.stdout or "success" in ok.stdout
+    r = invoke(["wait", "ec3", "instance-running", "--sandbox"], capsys)
+    assert r.code == 2 and len(r.stderr) < 200
+    assert_one_line_error(r, "unknown service 'ec3'", "did you mean", "ec2")
+    r = invoke(["wait", "ec2", "instance-runing", "--instance-ids", ids[0], "--sandbox"], capsys)
+    assert r.code == 2
+    assert_one_line_error(
+        r, "unknown ec2 waiter 'instance-runing'", "did you mean: instance-running"
+    )
+    r = invoke(
+        ["--region", "xx-nowhere-1", "wait", "ec2", "instance-running", "--all", "--sandbox"],
+        capsys,
+    )
+    assert r.code == 2
+    assert_one_line_error(r, "unknown region 'xx-nowhere-1'")

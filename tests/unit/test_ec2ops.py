@@ -10,9 +10,10 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from awsops import ec2ops
-from awsops.cli.lifecycle_cmd import describe_attempt, parse_waiter_params
+from awsops.cli.waiting import describe_attempt
 from awsops.errors import NotFoundError, SafetyError, UsageError
 from awsops.waiters import WaitAttempt
+from awsops.waitparams import parse_waiter_params
 
 _SESSION = boto3.Session(
     aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"

@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "awsops.cli.inventory_cmd",
     "awsops.cli.decommission_cmd",
     "awsops.cli.lifecycle_cmd",
+    "awsops.cli.wait_cmd",
 )
 
 
