@@ -47,6 +47,20 @@ from awsops.home import home, private_dir
 from awsops.output import RecordWriter, make_console, progress_for, to_json
 
 
+def _plan_progress(progress: Any, total: int) -> Any:
+    """Targets planned of the total, and the stopped instances examined so far."""
+    if progress is None:
+        return None
+    task = progress.add_task("planning targets", total=total, detail="")
+    examined = [0]
+
+    def on_target(tp: Any) -> None:
+        examined[0] += tp.examined
+        progress.update(task, advance=1, detail=f"{examined[0]} stopped instances examined")
+
+    return on_target
+
+
 def _plan_errors(plan: Plan) -> int:
     """Print one ``error:`` line per target that could not be planned; return how many."""
     failed = [tp for tp in plan.targets if tp.error]
@@ -103,24 +117,40 @@ def _render_report(report: ApplyReport, output_format: str | None) -> None:
         click.echo(f"error: {e}", err=True)
 
 
+APPLY_STEPS = {
+    "snapshot-created": "snapshots made",
+    "snapshot-completed": "snapshots completed",
+    "terminate-accepted": "termination accepted",
+    "terminated": "terminated",
+}
+
+
 def _progress_events(progress: Any) -> Any:
+    """Progress bars of apply's steps, with the totals the run announces when it
+    starts (instances to terminate, volumes to back up)."""
     if progress is None:
         return None
     tasks: dict[str, Any] = {}
+    totals: dict[str, int] = {}
 
     def on_event(entry: Mapping[str, Any]) -> None:
         name = str(entry.get("event"))
-        label = {
-            "snapshot-created": "snapshots created",
-            "snapshot-completed": "snapshots completed",
-            "terminate-accepted": "terminating",
-            "terminated": "terminated",
-        }.get(name)
-        if label is None:
+        if name == "apply-started":
+            instances = int(entry.get("to_terminate", 0)) + int(entry.get("already_done", 0))
+            volumes = int(entry.get("snapshots", 0))
+            totals.update(
+                {
+                    "snapshot-created": volumes,
+                    "snapshot-completed": volumes,
+                    "terminate-accepted": instances,
+                    "terminated": instances,
+                }
+            )
+            for step, label in APPLY_STEPS.items():
+                tasks[step] = progress.add_task(label, total=totals[step] or None, detail="")
             return
-        if label not in tasks:
-            tasks[label] = progress.add_task(label, total=None, detail="")
-        progress.advance(tasks[label])
+        if name in tasks:
+            progress.advance(tasks[name])
 
     return on_event
 
@@ -227,15 +257,17 @@ def plan_cmd(
         private_dir(home() / "plans")  # the default place can be written: checked first
     app = app_context()
     targets = app.targets(regions, targets_file)
-    plan = build_plan(
-        app.factory(),
-        targets,
-        criteria,
-        ttl_hours=settings.plan_ttl_hours,
-        concurrency=concurrency,
-        limits=limits,
-        endpoint=endpoint_of(app),
-    )
+    with progress_for() as progress:
+        plan = build_plan(
+            app.factory(),
+            targets,
+            criteria,
+            ttl_hours=settings.plan_ttl_hours,
+            concurrency=concurrency,
+            limits=limits,
+            endpoint=endpoint_of(app),
+            on_target=_plan_progress(progress, len(targets)),
+        )
     path = path or default_plan_path(plan.plan_id)
     write_plan(plan, path)
     if output_format == "json":

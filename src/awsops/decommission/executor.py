@@ -217,7 +217,11 @@ class Executor:
             raise SafetyError("not confirmed: nothing was changed")
         run.cancel.arm()
         run.record(
-            Event.APPLY_STARTED, run=run.state.runs + 1, to_terminate=len(preview.to_terminate)
+            Event.APPLY_STARTED,
+            run=run.state.runs + 1,
+            to_terminate=len(preview.to_terminate),
+            snapshots=preview.snapshots,
+            already_done=preview.already_done,
         )
         for w in works:
             for r in w.results:
