@@ -105,6 +105,7 @@ __all__ = [
 ]
 
 START_TIMEOUT = 30.0
+READY_NAME = "faults.ready"  # in the awsops home: where a spawned proxy says its port
 WATCHDOG_INTERVAL = 5.0
 WATCHDOG_FAILURES = 6
 
@@ -124,7 +125,7 @@ def spawn_proxy(upstream_url: str, faults: str, base_dir: Path) -> tuple[int, in
     proxy does not come up within ``START_TIMEOUT`` seconds."""
     FaultSpec.parse(faults)
     host = urlsplit(upstream_url).hostname or "127.0.0.1"
-    ready = base_dir / "faults.ready"
+    ready = base_dir / READY_NAME
     log_path = base_dir / "faults.log"
     with contextlib.suppress(FileNotFoundError):
         ready.unlink()

@@ -34,6 +34,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 PASS_THROUGH_PREFIXES = ("/_awsops/", "/moto-api/")
 OWN_PREFIX = "/_faults/"
 UPSTREAM_TIMEOUT = 120.0
+POLL_INTERVAL = 0.05  # how soon stop() returns; idle cost is one select() per interval
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -344,7 +345,10 @@ class FaultProxy:
     def start(self) -> FaultProxy:
         """Serve on a daemon thread; returns self."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fault-proxy", daemon=True
+            target=self._server.serve_forever,
+            args=(POLL_INTERVAL,),
+            name="fault-proxy",
+            daemon=True,
         )
         self._thread.start()
         return self
