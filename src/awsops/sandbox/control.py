@@ -62,17 +62,25 @@ def _epoch(value: str) -> float:
     return _parse_time(value).replace(tzinfo=dt.timezone.utc).timestamp()
 
 
-def _caller(info: CallInfo, headers: dict[str, str]) -> tuple[str, str, str]:
-    """(account, identity type, user name) of a request's signing key, as moto sees it."""
-    from moto.iam.models import get_account_id_from, iam_backends
-    from moto.sts.models import sts_backends
-    from moto.utilities.utils import get_partition
+def _account(info: CallInfo, headers: dict[str, str]) -> str:
+    """The account of a request, as moto picks it: ``MOTO_ACCOUNT_ID``, the
+    ``x-moto-account-id`` header, or the account its signing key belongs to."""
+    from moto.iam.models import get_account_id_from
 
-    account = (
+    return (
         os.environ.get("MOTO_ACCOUNT_ID")
         or headers.get("x-moto-account-id")
         or get_account_id_from(info.key_id)
     )
+
+
+def _caller(info: CallInfo, headers: dict[str, str]) -> tuple[str, str, str]:
+    """(account, identity type, user name) of a request's signing key, as moto sees it."""
+    from moto.iam.models import iam_backends
+    from moto.sts.models import sts_backends
+    from moto.utilities.utils import get_partition
+
+    account = _account(info, headers)
     try:
         partition = get_partition(info.region or "us-east-1")
         role = sts_backends[account][partition].get_assumed_role_from_access_key(info.key_id)
@@ -84,6 +92,14 @@ def _caller(info: CallInfo, headers: dict[str, str]) -> tuple[str, str, str]:
     except Exception:  # an identity for the record only: never fail the call for it
         pass
     return account, "IAMUser", "moto"
+
+
+def _warm_ec2(info: CallInfo, headers: dict[str, str]) -> None:
+    """Build the region's EC2 backend now if it does not exist yet: moto creates its
+    default AMIs (and their snapshots) then, and they must not get a backup fate."""
+    from moto.ec2.models import ec2_backends
+
+    ec2_backends[_account(info, headers)][info.region or "us-east-1"]
 
 
 class ControlMiddleware:
@@ -132,6 +148,7 @@ class ControlMiddleware:
                 data = self.credentials.issued(data, self.faults.credential_ttl)
             return _reply(start_response, status, out_headers, data)
         if info.protocol == "ec2" and info.action in SNAPSHOT_ACTIONS | IMAGE_ACTIONS:
+            _warm_ec2(info, headers)
             with self.backups.creating(info.action):
                 return _reply(start_response, *self._run(environ))
         if info.protocol == "ec2" and info.action == "StopInstances" and not info.dry_run:

@@ -1,0 +1,227 @@
+"""``awsops sandbox`` end to end: up with server faults, down that stops only the
+sandbox, and the sandbox's faults seen through ``decommission`` (CloudTrail stop times,
+backups that stay pending or fail), judged from the server and the proxy's ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.helpers import assert_one_line_error, invoke, run_cli
+
+from awsops.decommission.model import load_plan
+from awsops.sandbox import manager
+from awsops.sandbox.faults import FaultProxy
+from awsops.sandbox.seed import DEMO_TAG, seed_demo
+
+REGION = "us-east-1"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["sleep", "300"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def test_down_leaves_an_unrelated_process_alone(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    stale = manager.SandboxState(
+        pid=sleeper.pid,
+        host="127.0.0.1",
+        port=9,  # nothing answers there
+        started_at=0.0,
+        log_file=str(home / "sandbox.log"),
+        proxy_pid=sleeper.pid,
+        proxy_port=9,
+    )
+    (home / "sandbox.json").write_text(json.dumps(asdict(stale)))
+    result = run_cli(["sandbox", "down"], env={"AWSOPS_HOME": str(home)}, timeout=60)
+    assert result.code == 0, result.stderr
+    time.sleep(0.2)
+    assert sleeper.poll() is None and _alive(sleeper.pid), "down killed a process not its own"
+    assert f"pid {sleeper.pid} is not the sandbox" in result.stdout
+    assert "left it alone" in result.stdout
+    assert not (home / "sandbox.json").exists()
+
+
+def test_up_with_server_faults_only_and_down(tmp_path: Path) -> None:
+    env = {"AWSOPS_HOME": str(tmp_path / "home")}
+    bad = run_cli(["sandbox", "up", "--faults", "snapshot-delay=soon"], env=env, timeout=60)
+    assert bad.code == 2
+    assert_one_line_error(bad, "snapshot_delay")
+    assert not (tmp_path / "home" / "sandbox.json").exists()
+
+    spec = "snapshot-delay=30s,snapshot-error=0.1,credential-ttl=60s,seed=5"
+    up = run_cli(["sandbox", "up", "--faults", spec], env=env, timeout=120)
+    assert up.code == 0, up.stderr
+    state = json.loads((tmp_path / "home" / "sandbox.json").read_text())
+    try:
+        assert state["proxy_pid"] is None  # only server keys: no proxy
+        url = f"http://127.0.0.1:{state['port']}"
+        settings = manager.control(url, "faults", None, method="GET")["settings"]
+        assert settings == {
+            "snapshot_delay": 30.0,
+            "snapshot_error": 0.1,
+            "image_delay": 0.0,
+            "image_error": 0.0,
+            "credential_ttl": 60.0,
+            "seed": 5,
+        }
+        again = run_cli(["sandbox", "up", "--faults", "image-delay=1"], env=env, timeout=60)
+        assert again.code == 2 and "already running" in again.stderr
+        shown = run_cli(["sandbox", "faults", "image-error=0.5"], env=env, timeout=60)
+        assert shown.code == 0 and "image-error=0.5" in shown.stdout
+    finally:
+        down = run_cli(["sandbox", "down"], env=env, timeout=60)
+    assert down.code == 0 and f"sandbox stopped (pid {state['pid']})" in down.stdout
+    deadline = time.monotonic() + 10
+    while _alive(state["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(state["pid"])
+
+
+# --- the sandbox's faults through decommission ----------------------------------------
+
+
+def _seed(aws: Any) -> dict[str, str]:
+    """The demo fleet, one instance per category; instance id -> category."""
+    seed_demo(aws.session(), aws.settings, aws.server_url, [REGION], 12, with_buckets=False)
+    ec2 = aws.client("ec2", REGION)
+    fleet = {}
+    for res in ec2.describe_instances()["Reservations"]:
+        for inst in res["Instances"]:
+            fleet[inst["InstanceId"]] = {t["Key"]: t["Value"] for t in inst["Tags"]}[DEMO_TAG]
+    return fleet
+
+
+def test_plan_with_cloudtrail_dates_the_undated_stops(
+    aws: Any, sandbox_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = _seed(aws)
+    out = tmp_path / "plan.json"
+    argv = ["--sandbox", "decommission", "plan", "--older-than", "30d", "--regions", REGION]
+    made = invoke([*argv, "--cloudtrail", "-o", str(out)], capsys)
+    assert made.code == 0, made.stderr
+    chosen = {f.instance_id: f.stop_source for _, f in load_plan(out).chosen}
+    by_category = {fleet[iid]: source for iid, source in chosen.items()}
+    assert by_category == {
+        "stopped-45d": "state-transition-reason",
+        "stopped-200d": "state-transition-reason",
+        "stopped-bare-reason": "cloudtrail",
+        "stopped-empty-reason": "cloudtrail",
+    }
+
+
+@pytest.fixture
+def proxy_home(aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the test server, and an AWSOPS_HOME whose sandbox record
+    sends ``awsops --sandbox`` through it."""
+    home = tmp_path / "proxy-home"
+    home.mkdir()
+    monkeypatch.setenv("AWSOPS_HOME", str(home))
+    info = manager.health(aws.endpoint)
+    assert info is not None
+    with FaultProxy(aws.endpoint) as proxy:
+        state = manager.SandboxState(
+            pid=int(info["pid"]),
+            host="127.0.0.1",
+            port=int(aws.endpoint.rsplit(":", 1)[1]),
+            started_at=time.time(),
+            log_file=str(home / "log"),
+            proxy_port=proxy.port,
+            faults="(set by the test)",
+        )
+        (home / "sandbox.json").write_text(json.dumps(asdict(state)))
+        yield proxy
+
+
+@pytest.mark.parametrize("error", [0.0, 1.0], ids=["backups-complete", "backups-fail"])
+def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
+    aws: Any,
+    proxy_home: FaultProxy,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    error: float,
+) -> None:
+    fleet = _seed(aws)
+    plan = tmp_path / "plan.json"
+    argv = ["--sandbox", "decommission", "plan", "--older-than", "30d", "--regions", REGION]
+    assert invoke([*argv, "-o", str(plan)], capsys).code == 0
+    planned = {f.instance_id for _, f in load_plan(plan).chosen}
+    assert {fleet[i] for i in planned} == {"stopped-45d", "stopped-200d"}
+    volumes = {iid: _deletable_volumes(aws, iid) for iid in planned}
+    aws.backup_faults(snapshot_delay=1.0, snapshot_error=error, seed=1)
+    apply = ["--sandbox", "decommission", "apply", str(plan), "--yes", "--output", "json"]
+    result = invoke([*apply, "--snapshot-delay", "0.5", "--terminate-delay", "0"], capsys)
+
+    witness = {w["id"]: w for w in aws.backups()["snapshots"]}
+    assert witness and {w["final_state"] for w in witness.values()} == (
+        {"error"} if error else {"completed"}
+    )
+    ledger = proxy_home.stats.mutation_list()
+    snapshot_of = {  # snapshot id -> instance, from the CreateSnapshot calls
+        m.created[0]: iid
+        for m in ledger
+        if m.action == "ec2:CreateSnapshot" and m.status == 200 and m.created
+        for iid in planned
+        if m.params["VolumeId"] in volumes[iid]
+    }
+    assert set(snapshot_of) == set(witness)
+    terminations = [
+        (m.at, m.params[k])
+        for m in ledger
+        if m.action == "ec2:TerminateInstances" and not m.dry_run
+        for k in m.params
+        if k.startswith("InstanceId.")
+    ]
+    served = proxy_home.stats.served_states()
+    if error:
+        assert result.code != 0
+        assert terminations == []  # nothing reached the server
+        states = {i["InstanceId"]: i["State"]["Name"] for i in _instances(aws)}
+        assert all(states[i] == "stopped" for i in planned)
+        return
+    assert result.code == 0, result.stderr[-2000:]
+    assert {iid for _, iid in terminations} == planned
+    for at, iid in terminations:
+        for sid, owner in snapshot_of.items():
+            if owner == iid:
+                assert at >= witness[sid]["final_at"], "terminated before its backup completed"
+                completed = [t for state, t in served[sid] if state == "completed"]
+                assert completed and completed[0] <= at, "terminated before completed was served"
+
+
+def _instances(aws: Any) -> list[dict[str, Any]]:
+    ec2 = aws.client("ec2", REGION)
+    return [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
+
+
+def _deletable_volumes(aws: Any, iid: str) -> set[str]:
+    (inst,) = [i for i in _instances(aws) if i["InstanceId"] == iid]
+    return {
+        m["Ebs"]["VolumeId"]
+        for m in inst.get("BlockDeviceMappings", [])
+        if m.get("Ebs", {}).get("DeleteOnTermination")
+    }
