@@ -4,6 +4,7 @@ backups that stay pending or fail), judged from the server and the proxy's ledge
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from tests.helpers import assert_one_line_error, invoke, run_cli
 from awsops.decommission.model import load_plan
 from awsops.sandbox import manager
 from awsops.sandbox.faults import FaultProxy
-from awsops.sandbox.seed import DEMO_TAG, seed_demo
+from awsops.sandbox.seed import DEMO_TAG, ec2_reason, seed_demo
 
 REGION = "us-east-1"
 
@@ -157,29 +158,37 @@ def proxy_home(aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
         yield proxy
 
 
-@pytest.mark.parametrize("error", [0.0, 1.0], ids=["backups-complete", "backups-fail"])
+@pytest.mark.parametrize(
+    ("delay", "error", "terminated"),
+    [(1.0, 0.0, True), (1.0, 1.0, False), (600.0, 0.0, False)],
+    ids=["backups-complete", "backups-fail", "backups-still-pending"],
+)
 def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
     aws: Any,
     proxy_home: FaultProxy,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    delay: float,
     error: float,
+    terminated: bool,
 ) -> None:
-    fleet = _seed(aws)
+    stopped = _stopped_long_ago(aws, 2)
     plan = tmp_path / "plan.json"
     argv = ["--sandbox", "decommission", "plan", "--older-than", "30d", "--regions", REGION]
     assert invoke([*argv, "-o", str(plan)], capsys).code == 0
     planned = {f.instance_id for _, f in load_plan(plan).chosen}
-    assert {fleet[i] for i in planned} == {"stopped-45d", "stopped-200d"}
+    assert planned == stopped
     volumes = {iid: _deletable_volumes(aws, iid) for iid in planned}
-    aws.backup_faults(snapshot_delay=1.0, snapshot_error=error, seed=1)
+    aws.backup_faults(snapshot_delay=delay, snapshot_error=error, seed=1)
     apply = ["--sandbox", "decommission", "apply", str(plan), "--yes", "--output", "json"]
-    result = invoke([*apply, "--snapshot-delay", "0.5", "--terminate-delay", "0"], capsys)
+    waits = ["--snapshot-delay", "0.5", "--snapshot-max-attempts", "6", "--terminate-delay", "0"]
+    result = invoke([*apply, *waits], capsys)
 
     witness = {w["id"]: w for w in aws.backups()["snapshots"]}
     assert witness and {w["final_state"] for w in witness.values()} == (
         {"error"} if error else {"completed"}
     )
+    assert all(w["final_at"] - w["created_at"] == pytest.approx(delay) for w in witness.values())
     ledger = proxy_home.stats.mutation_list()
     snapshot_of = {  # snapshot id -> instance, from the CreateSnapshot calls
         m.created[0]: iid
@@ -197,7 +206,7 @@ def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
         if k.startswith("InstanceId.")
     ]
     served = proxy_home.stats.served_states()
-    if error:
+    if not terminated:
         assert result.code != 0
         assert terminations == []  # nothing reached the server
         states = {i["InstanceId"]: i["State"]["Name"] for i in _instances(aws)}
@@ -211,6 +220,24 @@ def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
                 assert at >= witness[sid]["final_at"], "terminated before its backup completed"
                 completed = [t for state, t in served[sid] if state == "completed"]
                 assert completed and completed[0] <= at, "terminated before completed was served"
+
+
+def _stopped_long_ago(aws: Any, count: int) -> set[str]:
+    """``count`` instances with two deletable volumes each, stopped 45 days ago."""
+    ec2 = aws.client("ec2", REGION)
+    disks = [
+        {"DeviceName": name, "Ebs": {"VolumeSize": 8, "DeleteOnTermination": True}}
+        for name in ("/dev/xvda", "/dev/sdf")
+    ]
+    made = ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=count, MaxCount=count, BlockDeviceMappings=disks
+    )
+    ids = [i["InstanceId"] for i in made["Instances"]]
+    ec2.stop_instances(InstanceIds=ids)
+    when = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=45)
+    instances = [{"id": i, "reason": ec2_reason(when)} for i in ids]
+    manager.control(aws.server_url, "backdate", {"region": REGION, "instances": instances})
+    return set(ids)
 
 
 def _instances(aws: Any) -> list[dict[str, Any]]:
