@@ -280,3 +280,13 @@ def test_refresh_windows_scale_with_the_lifetime(
         creds.get_frozen_credentials()
     expected = 10 * lifetime / (lifetime - advisory)
     assert expected - 1 <= len(fetched) - 1 <= expected + 1
+
+
+def test_refresh_windows_follow_each_new_lifetime() -> None:
+    clock, fetched = _Clock(), []
+    creds = _credentials(clock, 3600.0, fetched)
+    assert creds._advisory_refresh_timeout == 900.0
+    creds._refresh_using = _credentials(clock, 60.0, fetched)._refresh_using  # now 60 s
+    clock.now += dt.timedelta(seconds=2701)  # inside the 900 s advisory window
+    creds.get_frozen_credentials()
+    assert (creds._advisory_refresh_timeout, creds._mandatory_refresh_timeout) == (15.0, 10.0)
