@@ -3,8 +3,10 @@ request it receives (path, body, wall time) and answers EC2-shaped XML."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -60,6 +62,18 @@ class StubUpstream:
             if b"Action=DescribeSnapshots" in body:
                 return snapshots_xml(self.snapshots)
             return EC2_OK
+
+
+@contextlib.contextmanager
+def running_stub() -> Iterator[StubUpstream]:
+    """A stub upstream served for the duration of the block."""
+    stub = StubUpstream()
+    server = serve_stub(stub)
+    try:
+        yield stub
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def serve_stub(stub: StubUpstream) -> ThreadingHTTPServer:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.unit.stub_upstream import StubUpstream, serve_stub
+from tests.unit.stub_upstream import StubUpstream, running_stub
 
 from awsops.errors import UsageError
 from awsops.sandbox.faults import SETTLE_SECONDS, FaultProxy, parse_signal
@@ -86,13 +86,8 @@ def child(tmp_path: Path) -> Iterator[Child]:
 
 @pytest.fixture
 def stub() -> Iterator[StubUpstream]:
-    upstream = StubUpstream()
-    server = serve_stub(upstream)
-    try:
+    with running_stub() as upstream:
         yield upstream
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _call(port: int, body: str) -> tuple[int, bytes] | None:

@@ -20,7 +20,7 @@ from botocore.retries.standard import (
     ThrottledRetryableChecker,
     TransientRetryableChecker,
 )
-from tests.unit.stub_upstream import EC2_OK, StubUpstream, serve_stub
+from tests.unit.stub_upstream import EC2_OK, StubUpstream, running_stub
 
 from awsops.errors import CredentialsError, ThrottledError, UsageError, category_for
 from awsops.sandbox.faults import (
@@ -243,13 +243,8 @@ def test_decisions_are_reproducible_and_scoped() -> None:
 
 @pytest.fixture
 def stub() -> Iterator[StubUpstream]:
-    upstream = StubUpstream()
-    server = serve_stub(upstream)
-    try:
+    with running_stub() as upstream:
         yield upstream
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

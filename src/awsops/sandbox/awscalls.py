@@ -157,35 +157,53 @@ _MESSAGES = {
 }
 
 
+# (error code, HTTP status) per protocol and kind, as each kind of service answers.
+_ERRORS: Mapping[str, Mapping[str, tuple[str, int]]] = {
+    "ec2": {
+        "throttle": ("RequestLimitExceeded", 503),
+        "500": ("InternalError", 500),
+        "503": ("Unavailable", 503),
+        "expired": ("RequestExpired", 400),
+    },
+    "s3": {
+        "throttle": ("SlowDown", 503),
+        "500": ("InternalError", 500),
+        "503": ("ServiceUnavailable", 503),
+        "expired": ("ExpiredToken", 400),
+    },
+    "query": {
+        "throttle": ("Throttling", 400),
+        "500": ("InternalFailure", 500),
+        "503": ("ServiceUnavailable", 503),
+        "expired": ("ExpiredToken", 400),
+    },
+    "json": {
+        "throttle": ("ThrottlingException", 400),
+        "500": ("InternalServerError", 500),
+        "503": ("ServiceUnavailableException", 503),
+        "expired": ("ExpiredTokenException", 400),
+    },
+}
+_THROTTLE_MESSAGES = {"ec2": "Request limit exceeded.", "s3": "Please reduce your request rate."}
+
+
 def error_response(info: CallInfo, kind: str) -> FaultResponse:
     """The error AWS sends for ``kind`` (``throttle``, ``500``, ``503``, ``expired``) in
     the shape of ``info``'s service."""
     rid = str(uuid.uuid4())
+    protocol = info.protocol if info.protocol in _ERRORS else "json"
+    code, status = _ERRORS[protocol][kind]
     message = _MESSAGES[kind]
-    if info.protocol == "ec2":
-        code, status = {
-            "throttle": ("RequestLimitExceeded", 503),
-            "500": ("InternalError", 500),
-            "503": ("Unavailable", 503),
-            "expired": ("RequestExpired", 400),
-        }[kind]
-        if kind == "throttle":
-            message = "Request limit exceeded."
+    if kind == "throttle":
+        message = _THROTTLE_MESSAGES.get(protocol, message)
+    if protocol == "ec2":
         xml = (
             '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
             f"<Code>{code}</Code><Message>{message}</Message></Error></Errors>"
             f"<RequestID>{rid}</RequestID></Response>"
         )
         return FaultResponse(status, (("Content-Type", "text/xml;charset=UTF-8"),), xml.encode())
-    if info.protocol == "s3":
-        code, status = {
-            "throttle": ("SlowDown", 503),
-            "500": ("InternalError", 500),
-            "503": ("ServiceUnavailable", 503),
-            "expired": ("ExpiredToken", 400),
-        }[kind]
-        if kind == "throttle":
-            message = "Please reduce your request rate."
+    if protocol == "s3":
         xml = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f"<Error><Code>{code}</Code><Message>{message}</Message>"
@@ -193,24 +211,13 @@ def error_response(info: CallInfo, kind: str) -> FaultResponse:
         )
         headers = (("Content-Type", "application/xml"), ("x-amz-request-id", rid[:16]))
         return FaultResponse(status, headers, xml.encode())
-    if info.protocol == "query":
-        code, status, who = {
-            "throttle": ("Throttling", 400, "Sender"),
-            "500": ("InternalFailure", 500, "Receiver"),
-            "503": ("ServiceUnavailable", 503, "Receiver"),
-            "expired": ("ExpiredToken", 400, "Sender"),
-        }[kind]
+    if protocol == "query":
+        who = "Receiver" if status >= 500 else "Sender"
         xml = (
             f"<ErrorResponse><Error><Type>{who}</Type><Code>{code}</Code>"
             f"<Message>{message}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>"
         )
         return FaultResponse(status, (("Content-Type", "text/xml"),), xml.encode())
-    code, status = {
-        "throttle": ("ThrottlingException", 400),
-        "500": ("InternalServerError", 500),
-        "503": ("ServiceUnavailableException", 503),
-        "expired": ("ExpiredTokenException", 400),
-    }[kind]
     body = json.dumps({"__type": code, "message": message}).encode()
     json_headers: tuple[tuple[str, str], ...] = (
         ("Content-Type", "application/x-amz-json-1.1"),

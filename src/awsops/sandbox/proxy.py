@@ -90,13 +90,17 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
+    def _send_head(self, status: int, headers: tuple[tuple[str, str], ...], length: int) -> bool:
+        """Send the status line and headers; True if a body follows (not HEAD)."""
         self.send_response(status)
         for k, v in headers:
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(length))
         self.end_headers()
-        if self.command != "HEAD":
+        return self.command != "HEAD"
+
+    def _send(self, status: int, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
+        if self._send_head(status, headers, len(body)):
             self.wfile.write(body)
 
     def _handle(self) -> None:
@@ -185,12 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         """Send the headers and half the body, then reset (``abort``) or close the
         connection."""
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
+        if self._send_head(status, headers, len(data)):
             self.wfile.write(data[: len(data) // 2])
         with contextlib.suppress(OSError):
             self.wfile.flush()

@@ -3,7 +3,9 @@
 A test arms a signal for a process: "send SIGKILL to pid P at the 3rd mutating call,
 before forwarding it". The proxy counts the calls that would change something (mutating
 and not a DryRun probe, optionally only some actions) from the moment of arming, so the
-point is reached on every run, whatever the timing. Phases:
+point is reached on every run, whatever the timing. A call the proxy answers itself
+with an injected error (throttling, 5xx, expired) never reaches the server and is not
+counted. Phases:
 
 - ``before``: when the k-th counted call arrives, before it is forwarded. SIGKILL drops
   the call (it never reaches the server); SIGINT/SIGTERM give the process
