@@ -142,5 +142,10 @@ def split_faults(text: str | None) -> tuple[str, str]:
 def parse_faults(text: str | None) -> tuple[FaultSpec, ServerFaults]:
     """Validate a ``--faults`` string: (the fault proxy's spec, the server's settings).
     Any bad key or value raises a one-line UsageError."""
+    known = (*FaultSpec.KEYS, *SERVER_KEYS)
+    for key, _ in split_items(text):
+        if key not in known:
+            names = ", ".join(k.replace("_", "-") if k in SERVER_KEYS else k for k in known)
+            raise UsageError(f"faults: unknown key {key!r} (known: {names})")
     proxy, server = split_faults(text)
     return FaultSpec.parse(proxy), ServerFaults.parse(server)
