@@ -134,7 +134,7 @@ def test_lookup_events_serves_stop_instances_calls_in_aws_shape(aws: Any) -> Non
     trail = aws.client("cloudtrail")
     ids = [
         i["InstanceId"]
-        for i in ec2.run_instances(ImageId=IMAGE, MinCount=3, MaxCount=3)["Instances"]
+        for i in ec2.run_instances(ImageId=IMAGE, MinCount=12, MaxCount=12)["Instances"]
     ]
     with pytest.raises(ClientError, match="DryRunOperation"):
         ec2.stop_instances(InstanceIds=ids[:1], DryRun=True)
@@ -156,6 +156,8 @@ def test_lookup_events_serves_stop_instances_calls_in_aws_shape(aws: Any) -> Non
     ]
     assert [r["ResourceName"] for r in mine[1]["Resources"]] == ids[:2]
     assert detail["awsRegion"] == "us-east-1" and detail["recipientAccountId"] == "123456789012"
+    (ten,) = _lookup(trail, LookupAttributes=_by_resource(ids[-1]))
+    assert [r["ResourceName"] for r in ten["Resources"]] == ids[2:]  # in the call's order
 
     # Every stop, paged two at a time, each exactly once.
     stops = _lookup(

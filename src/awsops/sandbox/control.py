@@ -109,8 +109,7 @@ class ControlMiddleware:
     def __init__(self, app: Callable[..., Iterable[bytes]], faults: ServerFaults | None = None):
         self.app = app
         self._lock = threading.Lock()
-        self._start_faults = faults or ServerFaults()
-        self.faults = self._start_faults
+        self.faults = faults or ServerFaults()
         self.backups = BackupClock(lambda: self.faults)
         self.trail = Trail()
         self.credentials = CredentialClock()
@@ -187,7 +186,8 @@ class ControlMiddleware:
 
     # -- AWS additions -------------------------------------------------------------
     def _record_stop(self, info: CallInfo, headers: dict[str, str]) -> None:
-        ids = [v for k, v in sorted(info.params.items()) if k.startswith("InstanceId.")]
+        numbered = [(k, v) for k, v in info.params.items() if k.startswith("InstanceId.")]
+        ids = [v for k, v in sorted(numbered, key=lambda kv: int(kv[0].rsplit(".", 1)[1]))]
         account, kind, username = _caller(info, headers)
         self.trail.record_stop(account, info.region, ids, username, kind, info.key_id)
 
