@@ -35,7 +35,7 @@ def test_snapshots_stay_pending_then_complete_or_fail_as_seeded(aws: Any) -> Non
     ec2 = aws.client("ec2")
     volume = ec2.create_volume(Size=8, AvailabilityZone="us-east-1a")["VolumeId"]
     before_faults = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
-    aws.backup_faults(snapshot_delay=2.0, snapshot_error=0.5, seed=11)
+    aws.backup_faults(snapshot_delay=1.0, snapshot_error=0.5, seed=11)
     created = time.time()
     ids = [ec2.create_snapshot(VolumeId=volume)["SnapshotId"] for _ in range(8)]
     expected = {sid: "error" if fails(11, sid, 0.5) else "completed" for sid in ids}
@@ -49,9 +49,9 @@ def test_snapshots_stay_pending_then_complete_or_fail_as_seeded(aws: Any) -> Non
 
     good = sorted(s for s, e in expected.items() if e == "completed")
     ec2.get_waiter("snapshot_completed").wait(
-        SnapshotIds=good, WaiterConfig={"Delay": 0.5, "MaxAttempts": 20}
+        SnapshotIds=good, WaiterConfig={"Delay": 0.25, "MaxAttempts": 20}
     )
-    assert time.time() - created >= 2.0  # the waiter really waited
+    assert time.time() - created >= 1.0  # the waiter really waited
     with pytest.raises(WaiterError, match="terminal failure state"):
         ec2.get_waiter("snapshot_completed").wait(
             SnapshotIds=ids, WaiterConfig={"Delay": 0.5, "MaxAttempts": 4}
@@ -66,7 +66,7 @@ def test_snapshots_stay_pending_then_complete_or_fail_as_seeded(aws: Any) -> Non
     assert set(witness) == set(ids)  # neither the earlier snapshot nor moto's AMI ones
     for sid, seen in witness.items():
         assert seen["final_state"] == expected[sid] == seen["state"]
-        assert seen["final_at"] - seen["created_at"] == pytest.approx(2.0)
+        assert seen["final_at"] - seen["created_at"] == pytest.approx(1.0)
         assert created - 1 <= seen["created_at"] <= created + 5
         assert (seen["account_id"], seen["region"]) == ("123456789012", "us-east-1")
 
