@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -99,8 +100,11 @@ def test_up_with_server_faults_only_and_down(
         assert shown.code == 0 and "image-error=0.5" in shown.stdout
     finally:
         down = invoke(["sandbox", "down"], capsys)
+        stopped = not _alive(state["pid"])
+        if not stopped:
+            os.kill(state["pid"], signal.SIGKILL)  # never leave a server behind
     assert down.code == 0 and f"sandbox stopped (pid {state['pid']})" in down.stdout
-    assert not _alive(state["pid"])
+    assert stopped
 
 
 # --- the sandbox's faults through decommission ----------------------------------------
