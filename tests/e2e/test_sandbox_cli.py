@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from tests.helpers import assert_one_line_error, invoke, run_cli
 
-from awsops.decommission.model import load_plan
 from awsops.sandbox import manager
 from awsops.sandbox.faults import FaultProxy
 from awsops.sandbox.seed import DEMO_TAG, ec2_reason, seed_demo
@@ -129,7 +128,7 @@ def test_plan_with_cloudtrail_dates_the_undated_stops(
     argv = ["--sandbox", "decommission", "plan", "--older-than", "30d", "--regions", REGION]
     made = invoke([*argv, "--cloudtrail", "-o", str(out)], capsys)
     assert made.code == 0, made.stderr
-    chosen = {f.instance_id: f.stop_source for _, f in load_plan(out).chosen}
+    chosen = {f["instance_id"]: f["stop_source"] for f in _chosen(out)}
     by_category = {fleet[iid]: source for iid, source in chosen.items()}
     assert by_category == {
         "stopped-45d": "state-transition-reason",
@@ -180,7 +179,7 @@ def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
     plan = tmp_path / "plan.json"
     argv = ["--sandbox", "decommission", "plan", "--older-than", "30d", "--regions", REGION]
     assert invoke([*argv, "-o", str(plan)], capsys).code == 0
-    planned = {f.instance_id for _, f in load_plan(plan).chosen}
+    planned = {f["instance_id"] for f in _chosen(plan)}
     assert planned == stopped
     volumes = {iid: _deletable_volumes(aws, iid) for iid in planned}
     aws.backup_faults(snapshot_delay=delay, snapshot_error=error, seed=1)
@@ -224,6 +223,12 @@ def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
                 assert at >= witness[sid]["final_at"], "terminated before its backup completed"
                 completed = [t for state, t in served[sid] if state == "completed"]
                 assert completed and completed[0] <= at, "terminated before completed was served"
+
+
+def _chosen(plan: Path) -> list[dict[str, Any]]:
+    """The instances a plan file terminates, as its JSON lists them."""
+    data = json.loads(plan.read_text())
+    return [f for target in data["targets"] for f in target["terminate"]]
 
 
 def _stopped_long_ago(aws: Any, count: int) -> set[str]:
