@@ -232,21 +232,25 @@ def _chosen(plan: Path) -> list[dict[str, Any]]:
 
 
 def _stopped_long_ago(aws: Any, count: int) -> set[str]:
-    """``count`` instances with two deletable volumes each, stopped 45 days ago."""
+    """``count`` instances with two deletable volumes each, stopped 45 days ago (and as
+    many stopped 3 days ago, so that the plan stays under a 50% blast-radius cap)."""
     ec2 = aws.client("ec2", REGION)
     disks = [
         {"DeviceName": name, "Ebs": {"VolumeSize": 8, "DeleteOnTermination": True}}
         for name in ("/dev/xvda", "/dev/sdf")
     ]
     made = ec2.run_instances(
-        ImageId="ami-12c6146b", MinCount=count, MaxCount=count, BlockDeviceMappings=disks
+        ImageId="ami-12c6146b", MinCount=2 * count, MaxCount=2 * count, BlockDeviceMappings=disks
     )
     ids = [i["InstanceId"] for i in made["Instances"]]
     ec2.stop_instances(InstanceIds=ids)
-    when = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=45)
-    instances = [{"id": i, "reason": ec2_reason(when)} for i in ids]
+    now = dt.datetime.now(dt.timezone.utc)
+    instances = [
+        {"id": iid, "reason": ec2_reason(now - dt.timedelta(days=45 if n < count else 3))}
+        for n, iid in enumerate(ids)
+    ]
     manager.control(aws.server_url, "backdate", {"region": REGION, "instances": instances})
-    return set(ids)
+    return set(ids[:count])
 
 
 def _instances(aws: Any) -> list[dict[str, Any]]:
