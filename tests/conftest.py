@@ -124,6 +124,50 @@ class Aws:
 
         return make_client(self.session(region), service, region, self.settings)
 
+    # The sandbox server's own faults; the fixture clears them after each test.
+    def server_faults(self, **settings: Any) -> dict[str, Any]:
+        """Change the given server fault settings (``snapshot_delay=30``,
+        ``credential_ttl="12s"``, ``seed=3``, ...; None restores a default) and return
+        the server's answer: ``settings`` and ``counters``."""
+        from awsops.sandbox.manager import control
+
+        return dict(control(self.server_url, "faults", settings))
+
+    def backup_faults(
+        self,
+        snapshot_delay: float = 0.0,
+        snapshot_error: float = 0.0,
+        image_delay: float = 0.0,
+        image_error: float = 0.0,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Make new snapshots and images pending for a delay, then fail a share of them."""
+        return self.server_faults(
+            snapshot_delay=snapshot_delay,
+            snapshot_error=snapshot_error,
+            image_delay=image_delay,
+            image_error=image_error,
+            seed=seed,
+        )
+
+    def fault_counters(self) -> dict[str, Any]:
+        """The server's counters: AssumeRole answers, refused expired calls, stop events."""
+        from awsops.sandbox.manager import control
+
+        return dict(control(self.server_url, "faults", None, method="GET")["counters"])
+
+    def backups(self) -> dict[str, list[dict[str, Any]]]:
+        """The server's witness: each snapshot and image given a fate, with its creation
+        time, the time it becomes final and its final state."""
+        from awsops.sandbox.manager import control
+
+        return dict(control(self.server_url, "backups", None, method="GET"))
+
+    def clear_server_faults(self) -> None:
+        from awsops.sandbox.manager import control
+
+        control(self.server_url, "faults", None, method="DELETE")
+
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -146,12 +190,15 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def aws(moto_server: str) -> Aws:
-    """The moto server, reset: every test starts with an empty AWS."""
+def aws(moto_server: str) -> Iterator[Aws]:
+    """The moto server, reset: every test starts with an empty AWS and no server faults
+    (the reset clears them too), and leaves none behind."""
     from awsops.sandbox.manager import reset
 
     reset(moto_server)
-    return Aws(endpoint=moto_server, server_url=moto_server)
+    handle = Aws(endpoint=moto_server, server_url=moto_server)
+    yield handle
+    handle.clear_server_faults()
 
 
 @pytest.fixture

@@ -5,9 +5,12 @@ per target (account, region) with :class:`SessionFactory`, create that target's 
 from it in one thread, and share only the clients. The factory itself is thread-safe:
 its caches are guarded by a lock, so worker threads may each ask it for their target.
 
-Assumed-role sessions carry botocore ``RefreshableCredentials``: botocore calls STS
-again before the credentials expire (15 minutes before, advisory; 10, mandatory), so a
-run of several hours never fails with ``ExpiredToken``.
+Assumed-role sessions carry botocore ``RefreshableCredentials`` that call STS again
+before the credentials expire, so a run of several hours never fails with
+``ExpiredToken``. botocore refreshes 15 minutes (advisory) / 10 minutes (mandatory)
+before expiry; for credentials that live shorter than that, the windows shrink to a
+quarter / a sixth of their lifetime, so they are refreshed during a run rather than on
+every call.
 """
 
 from __future__ import annotations
@@ -53,6 +56,40 @@ class AssumeRoleSpec:
         return validate_role_arn(self.role_arn)
 
 
+_ADVISORY_S = float(getattr(RefreshableCredentials, "_advisory_refresh_timeout", 15 * 60))
+_MANDATORY_S = float(getattr(RefreshableCredentials, "_mandatory_refresh_timeout", 10 * 60))
+
+
+class LifetimeRefreshCredentials(RefreshableCredentials):
+    """``RefreshableCredentials`` whose refresh windows fit the credentials' lifetime.
+
+    After each fetch the advisory window is min(botocore's 15 minutes, a quarter of the
+    lifetime) and the mandatory one min(10 minutes, a sixth): hour-long credentials
+    behave exactly as in botocore; one-minute credentials are refreshed about every 45
+    seconds instead of before every request.
+    """
+
+    ADVISORY_SHARE = 1 / 4
+    MANDATORY_SHARE = 1 / 6
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fit_windows()
+
+    def _publish_refresh(self) -> None:
+        base: Any = super()  # botocore's private hook: where new credentials take effect
+        base._publish_refresh()
+        self._fit_windows()
+
+    def _fit_windows(self) -> None:
+        state: Any = self  # the stubs do not declare botocore's private attributes
+        if state._expiry_time is None:
+            return
+        lifetime = max(0.0, float(state._seconds_remaining()))
+        state._advisory_refresh_timeout = min(_ADVISORY_S, lifetime * self.ADVISORY_SHARE)
+        state._mandatory_refresh_timeout = min(_MANDATORY_S, lifetime * self.MANDATORY_SHARE)
+
+
 class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
     """A credential provider that returns self-refreshing AssumeRole credentials."""
 
@@ -91,7 +128,7 @@ class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
         }
 
     def load(self) -> RefreshableCredentials:
-        return RefreshableCredentials.create_from_metadata(
+        return LifetimeRefreshCredentials.create_from_metadata(
             metadata=self._fetch(), refresh_using=self._fetch, method=self.METHOD
         )
 

@@ -8,10 +8,8 @@ import http.client
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from botocore.retries.standard import (
     ThrottledRetryableChecker,
     TransientRetryableChecker,
 )
+from tests.unit.stub_upstream import EC2_OK, StubUpstream, running_stub
 
 from awsops.errors import CredentialsError, ThrottledError, UsageError, category_for
 from awsops.sandbox.faults import (
@@ -241,44 +240,16 @@ def test_decisions_are_reproducible_and_scoped() -> None:
 
 # --- the proxy against a stub upstream ------------------------------------------------
 
-EC2_OK = (
-    b'<?xml version="1.0" encoding="UTF-8"?>\n<DescribeInstancesResponse>'
-    + b"<reservationSet/>" * 200
-    + b"</DescribeInstancesResponse>"
-)
 
-
-class _Stub(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    seen: list[str] = []
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        _Stub.seen.append(self.path)
-        body = b'{"ok": true}' if self.path.startswith("/_awsops/") else EC2_OK
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST
+@pytest.fixture
+def stub() -> Iterator[StubUpstream]:
+    with running_stub() as upstream:
+        yield upstream
 
 
 @pytest.fixture
-def upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Stub)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def upstream(stub: StubUpstream) -> str:
+    return stub.url
 
 
 def _post(
@@ -322,9 +293,9 @@ def test_proxy_forwards_counts_and_injects(upstream: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["reset", "truncate"])
-def test_proxy_cuts_responses_after_the_server_answered(upstream: str, kind: str) -> None:
-    with FaultProxy(upstream, f"{kind}=1") as proxy:
-        before = len(_Stub.seen)
+def test_proxy_cuts_responses_after_the_server_answered(stub: StubUpstream, kind: str) -> None:
+    with FaultProxy(stub.url, f"{kind}=1") as proxy:
+        before = len(stub.received)
         conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
         try:
             conn.request("POST", "/", body=EC2_BODY, headers=EC2_HEADERS)
@@ -334,7 +305,7 @@ def test_proxy_cuts_responses_after_the_server_answered(upstream: str, kind: str
                 conn.getresponse().read()
         finally:
             conn.close()
-        assert len(_Stub.seen) == before + 1  # the server did the work
+        assert len(stub.received) == before + 1  # the server did the work
         assert proxy.stats.faults[kind] == 1
 
 

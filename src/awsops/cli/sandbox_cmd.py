@@ -12,6 +12,7 @@ from awsops.cli.context import app_context
 from awsops.config import parse_region_list
 from awsops.errors import UsageError
 from awsops.sandbox import manager
+from awsops.sandbox.faultspec import split_items
 
 
 @click.group("sandbox")
@@ -25,15 +26,12 @@ def sandbox() -> None:
 @click.option(
     "--faults",
     default=None,
-    help="Put a fault-injecting proxy in front, e.g. "
-    "throttle=0.2,error5xx=0.05,reset=0.02,latency=50ms.",
+    help="Faults to inject: the server's own (snapshot-delay=30s, snapshot-error=0.1, "
+    "image-delay, image-error, credential-ttl=60s, seed=N) and those of a fault proxy put "
+    "in front (throttle=0.2,error5xx=0.05,reset=0.02,latency=50ms, ...).",
 )
 def up(port: int, host: str, faults: str | None) -> None:
     """Start the sandbox in the background (or report the running one)."""
-    if faults:
-        from awsops.sandbox.faults import FaultSpec
-
-        FaultSpec.parse(faults)  # validate before starting anything
     state = manager.up(port=port, host=host, faults=faults)
     click.echo(f"sandbox running: endpoint {state.endpoint} (pid {state.pid})")
     if state.faults:
@@ -43,8 +41,40 @@ def up(port: int, host: str, faults: str | None) -> None:
 @sandbox.command("down")
 def down() -> None:
     """Stop the sandbox (all its state is lost)."""
-    state = manager.down()
-    click.echo(f"sandbox stopped (pid {state.pid})" if state else "sandbox was not running")
+    result = manager.down()
+    for pid in result.left_alone:
+        click.echo(
+            f"stale sandbox record: pid {pid} is not the sandbox; left it alone "
+            "and removed the record"
+        )
+    if result.stopped:
+        click.echo(f"sandbox stopped (pid {', '.join(str(p) for p in result.stopped)})")
+    elif not result.left_alone:
+        click.echo("sandbox was not running")
+
+
+@sandbox.command("faults")
+@click.argument("spec", required=False)
+@click.option("--clear", is_flag=True, help="Set every server fault back to bare moto.")
+def faults(spec: str | None, clear: bool) -> None:
+    """Show or change the running server's faults, e.g.
+    `awsops sandbox faults snapshot-delay=30s,snapshot-error=0.1` (keys not given keep
+    their value)."""
+    from awsops.sandbox.serverfaults import ServerFaults
+
+    state = manager.require()
+    if clear:
+        answer = manager.control(state.server_url, "faults", {}, method="DELETE")
+    if spec:
+        settings = ServerFaults.parse(spec)
+        given = {key for key, _ in split_items(spec)}
+        payload = {k: v for k, v in settings.to_json().items() if k in given}
+        answer = manager.control(state.server_url, "faults", payload)
+    if not (spec or clear):
+        answer = manager.control(state.server_url, "faults", None, method="GET")
+    click.echo(f"server faults: {answer['spec'] or 'none'}")
+    for key, value in sorted(answer["counters"].items()):
+        click.echo(f"  {key}: {value}")
 
 
 @sandbox.command("status")

@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from awsops.errors import UsageError
+from awsops.sandbox.serverfaults import parse_faults
 
 SANDBOX_ACCESS_KEY = "testing"
 SANDBOX_SECRET_KEY = "testing"
 SANDBOX_ACCOUNT = "123456789012"
 SANDBOX_REGION = "us-east-1"
 START_TIMEOUT = 60.0
+READY_FILE = "sandbox.ready"
 
 
 def home() -> Path:
@@ -82,19 +84,29 @@ def health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
         return None
 
 
-def control(url: str, action: str, payload: dict[str, Any], timeout: float = 300.0) -> Any:
-    """POST a control request to the sandbox server; raise UsageError on failure."""
+def control(
+    url: str,
+    action: str,
+    payload: Any,
+    timeout: float = 300.0,
+    method: str = "POST",
+) -> Any:
+    """Send a control request (JSON ``payload``, none for GET) to the sandbox server;
+    raise UsageError on failure."""
+    data = None if method == "GET" else json.dumps(payload).encode()
     req = urllib.request.Request(
         f"{url}/_awsops/{action}",
-        data=json.dumps(payload).encode(),
+        data=data,
         headers={"Content-Type": "application/json"},
-        method="POST",
+        method=method,
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:300]
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            detail = str(json.loads(detail)["error"])
         raise UsageError(f"sandbox control {action} failed: {detail}") from None
     except OSError as exc:
         raise UsageError(f"sandbox not reachable at {url}: {exc}") from None
@@ -107,8 +119,12 @@ def reset(url: str) -> None:
         resp.read()
 
 
-def spawn_server(host: str, port: int, log_path: Path, ready_file: Path) -> subprocess.Popen[bytes]:
-    """Start the server process detached from this one; return once it answers."""
+def spawn_server(
+    host: str, port: int, log_path: Path, ready_file: Path, faults: str = ""
+) -> subprocess.Popen[bytes]:
+    """Start the server process detached from this one, with the server fault settings
+    ``faults`` (see :class:`~awsops.sandbox.serverfaults.ServerFaults`); return once it
+    answers."""
     with contextlib.suppress(FileNotFoundError):
         ready_file.unlink()
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -124,6 +140,8 @@ def spawn_server(host: str, port: int, log_path: Path, ready_file: Path) -> subp
                 str(port),
                 "--ready-file",
                 str(ready_file),
+                "--faults",
+                faults,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -146,36 +164,55 @@ def spawn_server(host: str, port: int, log_path: Path, ready_file: Path) -> subp
     raise UsageError(f"sandbox server did not start within {START_TIMEOUT:.0f}s (see {log_path})")
 
 
-def read_state() -> SandboxState | None:
-    """The recorded sandbox, if its process still runs."""
-    path = _state_file()
+def _read_record() -> SandboxState | None:
     try:
-        data = json.loads(path.read_text())
-        state = SandboxState(**data)
+        return SandboxState(**json.loads(_state_file().read_text()))
     except (FileNotFoundError, ValueError, TypeError):
         return None
-    if not _alive(state.pid):
+
+
+def read_state() -> SandboxState | None:
+    """The recorded sandbox, if its process still runs."""
+    state = _read_record()
+    if state is None or not _alive(state.pid):
         return None
     return state
 
 
 def up(port: int = 0, host: str = "127.0.0.1", faults: str | None = None) -> SandboxState:
-    """Start the sandbox (or return the running one). ``port`` 0 picks a free port."""
+    """Start the sandbox (or return the running one). ``port`` 0 picks a free port.
+
+    ``faults`` mixes the server's fault settings (backups, credentials) and the fault
+    proxy's; the proxy is started only if the spec has proxy keys. A bad spec raises a
+    UsageError before anything starts.
+    """
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError("the sandbox only listens on loopback (127.0.0.1, localhost or ::1)")
+    proxy_spec, server_spec = parse_faults(faults)
     current = read_state()
     if current is not None and health(current.server_url):
+        if faults and faults != current.faults:
+            raise UsageError(
+                f"a sandbox is already running (faults: {current.faults or 'none'}): "
+                "stop it first with `awsops sandbox down`"
+            )
         return current
     base = home()
-    ready = base / "sandbox.ready"
+    ready = base / READY_FILE
     log_path = base / "sandbox.log"
-    proc = spawn_server(host, port, log_path, ready)
+    proc = spawn_server(host, port, log_path, ready, str(server_spec))
     info = json.loads(ready.read_text())
     proxy_pid = proxy_port = None
-    if faults:
+    if str(proxy_spec):
         from awsops.sandbox.faults import spawn_proxy
 
-        proxy_pid, proxy_port = spawn_proxy(f"http://{host}:{info['port']}", faults, base)
+        try:
+            proxy_pid, proxy_port = spawn_proxy(
+                f"http://{host}:{info['port']}", str(proxy_spec), base
+            )
+        except UsageError:
+            _terminate(proc.pid)
+            raise
     state = SandboxState(
         pid=proc.pid,
         host=host,
@@ -184,7 +221,7 @@ def up(port: int = 0, host: str = "127.0.0.1", faults: str | None = None) -> San
         log_file=str(log_path),
         proxy_pid=proxy_pid,
         proxy_port=proxy_port,
-        faults=faults,
+        faults=faults or None,
     )
     _state_file().write_text(json.dumps(asdict(state)))
     return state
@@ -203,16 +240,63 @@ def _terminate(pid: int, timeout: float = 10.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def down() -> SandboxState | None:
-    """Stop the recorded sandbox; returns what was stopped (None if nothing ran)."""
-    state = read_state()
+def _cmdline(pid: int) -> list[str]:
+    """A process's command line (Linux ``/proc``); empty if it cannot be read."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def _is_ours(pid: int, answered_pid: Any, module: str, ready_file: Path) -> bool:
+    """Whether ``pid`` is the sandbox process this home started: it answers at the
+    recorded address with its pid, or its command line runs ``module`` with this home's
+    ready file. A recycled pid (an unrelated process) is neither."""
+    if answered_pid == pid:
+        return True
+    command = _cmdline(pid)
+    return module in command and str(ready_file) in command
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """What ``down`` did: the record it found, the pids it stopped, and the recorded
+    pids it left alone because they are not the sandbox (a stale record)."""
+
+    state: SandboxState | None
+    stopped: tuple[int, ...] = ()
+    left_alone: tuple[int, ...] = ()
+
+
+def down() -> Shutdown:
+    """Stop the recorded sandbox (server and fault proxy), but only processes that are
+    verifiably the sandbox; forget the record in any case."""
+    state = _read_record()
+    stopped: list[int] = []
+    left_alone: list[int] = []
     if state is not None:
+        base = home()
+        checks: list[tuple[int | None, Any, str, Path]] = []
         if state.proxy_pid:
-            _terminate(state.proxy_pid)
-        _terminate(state.pid)
+            from awsops.sandbox.faults import READY_NAME, fetch_stats
+
+            answer = fetch_stats(state.endpoint, timeout=2.0) if state.proxy_port else None
+            pid_seen = (answer or {}).get("pid")
+            checks.append((state.proxy_pid, pid_seen, "awsops.sandbox.faults", base / READY_NAME))
+        server_seen = (health(state.server_url) or {}).get("pid")
+        checks.append((state.pid, server_seen, "awsops.sandbox.server", base / READY_FILE))
+        for pid, seen, module, ready in checks:
+            if pid is None or pid in stopped or pid in left_alone or not _alive(pid):
+                continue
+            if _is_ours(pid, seen, module, ready):
+                _terminate(pid)
+                stopped.append(pid)
+            else:
+                left_alone.append(pid)
     with contextlib.suppress(FileNotFoundError):
         _state_file().unlink()
-    return state
+    return Shutdown(state, tuple(stopped), tuple(left_alone))
 
 
 def require() -> SandboxState:

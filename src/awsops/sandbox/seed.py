@@ -3,7 +3,10 @@
 Every instance carries the tag ``awsops:demo`` naming its category, so a reader (or a
 test) can tell why the decommission planner chose or skipped it. Stop times are
 written in real EC2's format, ``User initiated (YYYY-MM-DD HH:MM:SS GMT)``, through the
-sandbox server's control API, because moto stamps the current time.
+sandbox server's control API, because moto stamps the current time. The same call
+seeds each stopped instance's CloudTrail ``StopInstances`` event at its stop time, so
+``plan --cloudtrail`` finds the stop time of the categories whose reason has no date
+(CloudTrail keeps 90 days: those categories stopped 60 days ago).
 """
 
 from __future__ import annotations
@@ -51,8 +54,8 @@ CATEGORIES: tuple[Category, ...] = (
     Category("stopped-20d", 0.08, stopped_days=20),
     Category("stopped-45d", 0.12, stopped_days=45),
     Category("stopped-200d", 0.14, stopped_days=200),
-    Category("stopped-bare-reason", 0.04, stopped_days=90, reason="User initiated"),
-    Category("stopped-empty-reason", 0.04, stopped_days=90, reason=""),
+    Category("stopped-bare-reason", 0.04, stopped_days=60, reason="User initiated"),
+    Category("stopped-empty-reason", 0.04, stopped_days=60, reason=""),
     Category("launched-400d-stopped-1d", 0.06, stopped_days=1, launch_days=400),
     Category("termination-protected", 0.04, stopped_days=200, api_protected=True),
     Category("tag-protected", 0.04, stopped_days=200, tags=(("awsops:protect", "true"),)),
@@ -211,7 +214,15 @@ def seed_region(
         launch_days = cat.launch_days if cat.launch_days is not None else cat.stopped_days + 30
         launched = now - dt.timedelta(days=launch_days)
         reason = cat.reason if cat.reason is not None else ec2_reason(stopped_at)
-        backdates += [{"id": i, "reason": reason, "launch_time": launched.isoformat()} for i in ids]
+        backdates += [
+            {
+                "id": i,
+                "reason": reason,
+                "launch_time": launched.isoformat(),
+                "stop_event_time": stopped_at.isoformat(),
+            }
+            for i in ids
+        ]
     for batch in chunked(to_stop, RUN_BATCH):
         ec2.stop_instances(InstanceIds=batch)
     if backdates:
