@@ -82,9 +82,11 @@ def test_assumed_role_session_maps_to_role_account(aws) -> None:  # type: ignore
     )
 
 
-def test_short_lived_role_is_refreshed_before_expiry(aws) -> None:  # type: ignore[no-untyped-def]
-    """900 s credentials fall inside botocore's 15-minute advisory window: every use
-    fetches fresh ones before they can expire. 3600 s credentials are reused."""
+def test_short_lived_role_is_reused_until_its_refresh_window(aws) -> None:  # type: ignore[no-untyped-def]
+    """900 s credentials are no longer fetched again on every use (inside botocore's
+    fixed 15-minute window from birth): the refresh window scales with the lifetime, so
+    they are reused, and refreshed before expiry during a run (the sandbox's
+    short-lived credentials test proves that part)."""
     factory = aws.factory()
     short = factory.assume(
         AssumeRoleSpec("arn:aws:iam::210987654321:role/ops", duration_seconds=900)
@@ -92,8 +94,7 @@ def test_short_lived_role_is_refreshed_before_expiry(aws) -> None:  # type: igno
     creds = short.get_credentials()
     first = creds.get_frozen_credentials()
     second = creds.get_frozen_credentials()
-    assert first.access_key != second.access_key
-    assert first.token != second.token
+    assert first.access_key == second.access_key and first.token == second.token
     make_client(short, "ec2", "us-east-1", aws.settings).describe_instances()
 
     long = factory.assume(AssumeRoleSpec("arn:aws:iam::210987654321:role/long"))

@@ -31,10 +31,10 @@ READY_FILE = "sandbox.ready"
 
 
 def home() -> Path:
-    """The awsops state directory (``AWSOPS_HOME`` or ``~/.awsops``)."""
-    path = Path(os.environ.get("AWSOPS_HOME") or Path.home() / ".awsops")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The awsops state directory (``AWSOPS_HOME`` or ``~/.awsops``), private (0700)."""
+    from awsops.home import home as private_home
+
+    return private_home()
 
 
 @dataclass(frozen=True)
