@@ -54,3 +54,13 @@ def test_bad_input_one_line(
 ) -> None:
     r = invoke(args, capsys)
     assert_one_line_error(r, needle)
+
+
+def test_shell_completion_as_documented() -> None:
+    script = run_cli([], env={"_AWSOPS_COMPLETE": "bash_source"})
+    assert script.code == 0 and "_awsops_completion" in script.stdout
+    done = run_cli(
+        [],
+        env={"_AWSOPS_COMPLETE": "bash_complete", "COMP_WORDS": "awsops decom", "COMP_CWORD": "1"},
+    )
+    assert done.stdout.split() == ["plain,decommission"], done
