@@ -15,7 +15,7 @@ delete, made at most once, and waited for until ``completed``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -50,6 +50,7 @@ SETTLE_DELAY = 1.0  # seconds before the first look; doubled before each next on
 TAG_PLAN = "awsops:plan-id"
 TAG_INSTANCE = "awsops:instance-id"
 TAG_VOLUME = "awsops:volume-id"
+TAG_DATE = "awsops:date"
 
 
 class StoppedError(AwsopsError):
@@ -71,6 +72,62 @@ def maybe_transient(err: AwsopsError) -> bool:
     if isinstance(err, (ThrottledError, EndpointUnreachableError, AwsTimeoutError)):
         return True
     return isinstance(err, AwsError) and (err.http_status or 0) >= 500
+
+
+def backup_tags(run: ApplyRun, instance_id: str) -> list[dict[str, str]]:
+    """The tags of every backup awsops makes (prune-backups selects by them)."""
+    return [
+        {"Key": TAG_PLAN, "Value": run.plan.plan_id},
+        {"Key": TAG_INSTANCE, "Value": instance_id},
+        {"Key": TAG_DATE, "Value": run.now().strftime("%Y-%m-%d")},
+    ]
+
+
+def send_once(
+    run: ApplyRun,
+    work: TargetWork,
+    operation: str,
+    what: str,
+    send: Callable[[], str],
+    look: Callable[[], str | None],
+) -> str:
+    """A create call that has no idempotency token, made exactly once.
+
+    ``send`` goes through a client without automatic retries. A throttled call was
+    refused before EC2 acted on it, so it is simply sent again after a full-jitter
+    backoff. After a 5xx or a lost connection the call may have succeeded: ``look``
+    (this plan's resource, by tag) is asked first, allowing for EC2's eventual
+    consistency (``SETTLE_LOOKS`` looks, waiting ``SETTLE_DELAY`` seconds, then twice
+    that...), and only if it finds nothing is the call sent again. At most
+    ``max_attempts`` sends: the client settings' retry budget, never fewer than
+    ``MIN_CREATE_ATTEMPTS``. Once the run is stopping, nothing is sent again.
+    """
+    attempts = max(MIN_CREATE_ATTEMPTS, run.max_attempts)
+    for attempt in range(1, attempts + 1):
+        if attempt > 1 and run.stopping:
+            raise StoppedError(
+                f"stopped while creating {what}; the next run adopts it if it was made"
+            )
+        try:
+            return send()
+        except (ClientError, BotoCoreError, ResponseParserError) as exc:
+            err = translate(exc, operation=operation, region=work.plan.region)
+            cause = exc
+            if not maybe_transient(err):
+                raise err from exc
+        if isinstance(err, ThrottledError):  # refused, not acted on: nothing to look for
+            if attempt == attempts:
+                raise err from cause
+            run.sleep(run.jitter() * min(0.25 * 2**attempt, 8.0))
+            continue
+        for n in range(SETTLE_LOOKS):
+            run.sleep(SETTLE_DELAY * 2**n)
+            existing = look()
+            if existing is not None:
+                return existing
+        if attempt == attempts:
+            raise err from cause
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class SnapshotBackups:
@@ -145,61 +202,31 @@ class SnapshotBackups:
         return ids
 
     def create(self, work: TargetWork, facts: InstanceFacts, vol: Volume) -> str:
-        """CreateSnapshot exactly once per volume, although EC2 has no idempotency token
-        (see the module docstring). At most ``max_attempts`` sends: the client settings'
-        retry budget, never fewer than ``MIN_CREATE_ATTEMPTS``."""
+        """CreateSnapshot exactly once per volume (see :func:`send_once`)."""
         run = self.run
         tags = [
-            {"Key": TAG_PLAN, "Value": run.plan.plan_id},
-            {"Key": TAG_INSTANCE, "Value": facts.instance_id},
+            *backup_tags(run, facts.instance_id),
             {"Key": TAG_VOLUME, "Value": vol.volume_id},
-            {"Key": "awsops:date", "Value": run.now().strftime("%Y-%m-%d")},
             {"Key": "Name", "Value": f"awsops-backup-{facts.instance_id}-{vol.device}"},
         ]
         client = work.ec2_once or work.ec2
-        attempts = max(MIN_CREATE_ATTEMPTS, run.max_attempts)
-        for attempt in range(1, attempts + 1):
-            if attempt > 1 and run.stopping:
-                raise StoppedError(
-                    f"stopped while creating the snapshot of {vol.volume_id}; the next run "
-                    "adopts it if it was made"
-                )
-            try:
-                resp = client.create_snapshot(
-                    VolumeId=vol.volume_id,
-                    Description=f"awsops backup of {vol.volume_id} ({vol.device}) of "
-                    f"{facts.instance_id} before decommission, {run.plan.plan_id}",
-                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}],
-                )
-                return str(resp["SnapshotId"])
-            except (ClientError, BotoCoreError, ResponseParserError) as exc:
-                err = translate(exc, operation="CreateSnapshot", region=work.plan.region)
-                cause = exc
-                if not maybe_transient(err):
-                    raise err from exc
-            if isinstance(err, ThrottledError):  # refused, not acted on: nothing to look for
-                if attempt == attempts:
-                    raise err from cause
-                run.sleep(run.jitter() * min(0.25 * 2**attempt, 8.0))
-                continue
-            existing = self.look_after_lost_answer(work, vol.volume_id)
-            if existing is not None:
-                return existing
-            if attempt == attempts:
-                raise err from cause
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def look_after_lost_answer(self, work: TargetWork, volume_id: str) -> str | None:
-        """After a CreateSnapshot whose answer was lost: this plan's snapshot of the
-        volume, if the call made one. EC2's describe calls are eventually consistent, so
-        a new snapshot may show only after a few seconds: look ``SETTLE_LOOKS`` times,
-        waiting ``SETTLE_DELAY`` seconds, then twice that, and so on, before each look."""
-        for n in range(SETTLE_LOOKS):
-            self.run.sleep(SETTLE_DELAY * 2**n)
-            found = self.find(work, volume_id).get(volume_id)
-            if found is not None:
-                return str(found["SnapshotId"])
-        return None
+        def send() -> str:
+            resp = client.create_snapshot(
+                VolumeId=vol.volume_id,
+                Description=f"awsops backup of {vol.volume_id} ({vol.device}) of "
+                f"{facts.instance_id} before decommission, {run.plan.plan_id}",
+                TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}],
+            )
+            return str(resp["SnapshotId"])
+
+        def look() -> str | None:
+            found = self.find(work, vol.volume_id).get(vol.volume_id)
+            return str(found["SnapshotId"]) if found is not None else None
+
+        return send_once(
+            run, work, "CreateSnapshot", f"the snapshot of {vol.volume_id}", send, look
+        )
 
     def states(self, work: TargetWork, snapshot_ids: list[str]) -> dict[str, str]:
         """The current state of each snapshot (absent: not found)."""

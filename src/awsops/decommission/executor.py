@@ -24,14 +24,17 @@ from pathlib import Path
 
 from awsops.cancel import CancelToken
 from awsops.config import Target
+from awsops.decommission import capture
 from awsops.decommission.applyrun import ApplyRun, OnEvent
 from awsops.decommission.backup import SnapshotBackups, fail
+from awsops.decommission.images import ImageBackups
 from awsops.decommission.journal import Event, Journal, JournalError, replay
-from awsops.decommission.model import Plan, TargetPlan
+from awsops.decommission.model import InstanceFacts, Plan, TargetPlan
 from awsops.decommission.outcomes import (
     ApplyOptions,
     ApplyPreview,
     ApplyReport,
+    BackupMode,
     InstanceResult,
     Outcome,
     TargetWork,
@@ -86,6 +89,7 @@ class Executor:
             plan, options, factory.settings.max_attempts, cancel, on_event, now
         )
         self.backups = SnapshotBackups(self.run_state)
+        self.images = ImageBackups(self.run_state)
         self.terminations = Terminations(self.run_state)
 
     # -- phase A: read-only (see awsops.decommission.verify) -------------------------
@@ -102,21 +106,60 @@ class Executor:
         )
 
     # -- phase C: changes ----------------------------------------------------------
-    def execute(self, work: TargetWork) -> None:
-        """Back up, terminate in batches, wait: for one verified target."""
+    def capture(self, work: TargetWork, facts: InstanceFacts) -> bool:
+        """Journal what a restore needs, once per instance, before any change to it;
+        False (the instance is reported failed) if it cannot be read."""
         run = self.run_state
-        pending: dict[str, dict[str, str]] = {}
+        rec = run.state.of(facts.instance_id)
+        if rec.capture is not None:
+            return True
+        try:
+            data = capture.capture(work.ec2, work.plan.region, work.described[facts.instance_id])
+        except AwsopsError as err:
+            fail(run, work, facts, err, "what a restore needs could not be read")
+            return False
+        rec.capture = data
+        run.record(Event.RESTORE_CAPTURED, instance_id=facts.instance_id, capture=data)
+        return True
+
+    def back_up(self, work: TargetWork) -> list[tuple[InstanceFacts, dict[str, str], str | None]]:
+        """Back up every instance to act on by the run's backup mode; the instances
+        whose backups are complete, with their snapshot ids and image id."""
+        run, mode = self.run_state, self.options.backup
+        images: dict[str, str] = {}
+        snapshots: dict[str, dict[str, str]] = {}
+        bare: list[InstanceFacts] = []
         for facts in work.act:
             if run.stopping:
                 work.result(facts, Outcome.NOT_DONE, "stopped before its backup was made")
                 continue
-            snaps = self.backups.back_up(work, facts)
-            if snaps is not None:
-                pending[facts.instance_id] = snaps
-        ready = self.backups.wait(work, pending)
-        snaps_by_id = {f.instance_id: s for f, s in ready}
+            if mode == BackupMode.IMAGE:
+                if not self.capture(work, facts):  # a restore starts from the image
+                    continue
+                root = (run.state.of(facts.instance_id).capture or {}).get("root_device_name")
+                image = self.images.back_up(work, facts, root)
+                if image is not None:
+                    images[facts.instance_id] = image
+            elif mode == BackupMode.SNAPSHOTS:
+                snaps = self.backups.back_up(work, facts)
+                if snaps is not None:
+                    snapshots[facts.instance_id] = snaps
+            else:
+                bare.append(facts)
+        if mode == BackupMode.IMAGE:
+            return [(f, {}, image) for f, image in self.images.wait(work, images)]
+        if mode == BackupMode.SNAPSHOTS:
+            return [(f, snaps, None) for f, snaps in self.backups.wait(work, snapshots)]
+        return [(f, {}, None) for f in bare]
+
+    def execute(self, work: TargetWork) -> None:
+        """Capture, back up, terminate in batches, wait: for one verified target."""
+        run = self.run_state
+        ready = self.back_up(work)
+        snaps_by_id = {f.instance_id: s for f, s, _ in ready}
+        images = {f.instance_id: i for f, _, i in ready if i}
         accepted: list[str] = []
-        for batch in chunked([f.instance_id for f, _ in ready], self.options.batch_size):
+        for batch in chunked([f.instance_id for f, _, _ in ready], self.options.batch_size):
             if not run.stopping:
                 batch = self.terminations.still_stopped(work, batch)
             if run.stopping:
@@ -127,6 +170,7 @@ class Executor:
                         "stopped before its termination (backups complete)",
                         None,
                         snaps_by_id.get(iid),
+                        images.get(iid),
                     )
                 continue
             if not batch:
@@ -136,8 +180,12 @@ class Executor:
             for iid, err in failed.items():
                 fail(run, work, iid, err, "terminate failed")
         resumed_snaps = {i: run.state.of(i).snapshots for i in work.resumed}
+        for i in work.resumed:
+            image = run.state.of(i).image_id
+            if image:
+                images[i] = image
         self.terminations.wait_terminated(
-            work, [*work.resumed, *accepted], {**resumed_snaps, **snaps_by_id}
+            work, [*work.resumed, *accepted], {**resumed_snaps, **snaps_by_id}, images
         )
 
     # -- the whole run -------------------------------------------------------------
@@ -188,23 +236,22 @@ class Executor:
         run = self.run_state
         works = self._verify_all(report)
         for work in works:
-            check_permissions(work)
+            check_permissions(work, self.options.backup)
         check_blast_radius(self.plan, self.options, works)
         preview = ApplyPreview(
             plan_id=self.plan.plan_id,
             to_terminate=[(w.plan, f) for w in works for f in w.act],
             skipped=[r for w in works for r in w.results],
-            snapshots=sum(len(f.deletable_volumes) for w in works for f in w.act),
+            snapshots=sum(len(f.deletable_volumes) for w in works for f in w.act)
+            if self.options.backup == BackupMode.SNAPSHOTS
+            else 0,
+            images=sum(len(w.act) for w in works) if self.options.backup == BackupMode.IMAGE else 0,
             already_done=sum(len(w.resumed) for w in works),
         )
         if self.options.dry_run:
             for w in works:
                 for f in w.act:
-                    w.result(
-                        f,
-                        Outcome.WOULD_TERMINATE,
-                        f"{len(f.deletable_volumes)} volume(s) to back up first",
-                    )
+                    w.result(f, Outcome.WOULD_TERMINATE, _backup_note(self.options.backup, f))
                 for i in w.resumed:
                     w.result(i, Outcome.TERMINATED, "terminated by an earlier run")
             report.results = [r for w in works for r in w.results]
@@ -221,6 +268,7 @@ class Executor:
             run=run.state.runs + 1,
             to_terminate=len(preview.to_terminate),
             snapshots=preview.snapshots,
+            images=preview.images,
             already_done=preview.already_done,
         )
         for w in works:
@@ -253,6 +301,14 @@ class Executor:
                 )
             report.journal_error = run.journal_error
         return report
+
+
+def _backup_note(mode: str, facts: InstanceFacts) -> str:
+    if mode == BackupMode.IMAGE:
+        return "an image to make first"
+    if mode == BackupMode.SNAPSHOTS:
+        return f"{len(facts.deletable_volumes)} volume(s) to back up first"
+    return "no backup (--backup none)"
 
 
 def _report_not_done(works: Iterable[TargetWork], why: str) -> None:

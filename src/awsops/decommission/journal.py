@@ -37,6 +37,11 @@ class Event:
     SNAPSHOT_CREATED = "snapshot-created"
     SNAPSHOT_COMPLETED = "snapshot-completed"
     SNAPSHOT_FAILED = "snapshot-failed"
+    RESTORE_CAPTURED = "restore-captured"
+    IMAGE_REQUESTED = "image-requested"
+    IMAGE_CREATED = "image-created"
+    IMAGE_AVAILABLE = "image-available"
+    IMAGE_FAILED = "image-failed"
     TERMINATE_REQUESTED = "terminate-requested"
     TERMINATE_ACCEPTED = "terminate-accepted"
     TERMINATED = "terminated"
@@ -83,6 +88,9 @@ class InstanceRecord:
     terminate_requested: bool = False
     terminate_accepted: bool = False
     terminated: bool = False
+    image_id: str | None = None
+    image_available: bool = False
+    capture: dict[str, Any] | None = None  # what a restore needs (see capture.py)
 
 
 @dataclass
@@ -263,6 +271,16 @@ def replay(path: str | Path) -> JournalState:
             rec = state.of(iid)
             rec.snapshots.pop(e["volume_id"], None)
             rec.completed.discard(e["volume_id"])
+        elif name == Event.RESTORE_CAPTURED and iid:
+            state.of(iid).capture = dict(e.get("capture") or {})
+        elif name == Event.IMAGE_CREATED and iid:
+            state.of(iid).image_id = e.get("image_id")
+        elif name == Event.IMAGE_AVAILABLE and iid:
+            rec = state.of(iid)
+            rec.image_id, rec.image_available = e.get("image_id"), True
+        elif name == Event.IMAGE_FAILED and iid:
+            rec = state.of(iid)
+            rec.image_id, rec.image_available = None, False
         elif name == Event.TERMINATE_REQUESTED:
             for i in e.get("instance_ids", []):
                 state.of(i).terminate_requested = True

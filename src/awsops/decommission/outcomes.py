@@ -19,6 +19,15 @@ class Outcome:
     NOT_DONE = "not-done"  # the run stopped (interrupted) before acting on it
 
 
+class BackupMode:
+    """What is made before an instance is terminated."""
+
+    IMAGE = "image"  # CreateImage: restorable with `decommission restore`
+    SNAPSHOTS = "snapshots"  # one snapshot per volume termination deletes
+    NONE = "none"  # nothing: only with an explicit acceptance of the data loss
+    ALL = (IMAGE, SNAPSHOTS, NONE)
+
+
 @dataclass(frozen=True)
 class ApplyOptions:
     """How to apply, and apply's own policy.
@@ -31,6 +40,7 @@ class ApplyOptions:
     """
 
     dry_run: bool = False
+    backup: str = BackupMode.SNAPSHOTS
     batch_size: int = 50
     max_instances: int | None = None
     max_percent: float | None = DEFAULT_MAX_PERCENT
@@ -82,6 +92,7 @@ class InstanceResult:
     reason: str = ""
     code: str | None = None
     snapshots: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +104,7 @@ class InstanceResult:
             "reason": self.reason,
             "code": self.code,
             "snapshots": dict(self.snapshots),
+            "image": self.image,
         }
 
 
@@ -132,6 +144,7 @@ class TargetWork:
     results: list[InstanceResult] = field(default_factory=list)
     ec2_once: Any = None  # a client without automatic retries, for non-idempotent calls
     live_stopped: int | None = None  # stopped instances in the target now (for caps)
+    described: dict[str, Any] = field(default_factory=dict)  # instance id -> as described
 
     def result(
         self,
@@ -140,6 +153,7 @@ class TargetWork:
         reason: str = "",
         code: str | None = None,
         snapshots: Mapping[str, str] | None = None,
+        image: str | None = None,
     ) -> InstanceResult:
         iid = facts if isinstance(facts, str) else facts.instance_id
         name = "" if isinstance(facts, str) else facts.name
@@ -154,6 +168,7 @@ class TargetWork:
             reason,
             code,
             dict(snapshots or {}),
+            image,
         )
         self.results.append(res)
         return res
@@ -168,3 +183,4 @@ class ApplyPreview:
     skipped: list[InstanceResult]
     snapshots: int
     already_done: int
+    images: int = 0

@@ -121,7 +121,11 @@ class Terminations:
         return accepted, failed
 
     def wait_terminated(
-        self, work: TargetWork, ids: Sequence[str], snaps: Mapping[str, Mapping[str, str]]
+        self,
+        work: TargetWork,
+        ids: Sequence[str],
+        snaps: Mapping[str, Mapping[str, str]],
+        images: Mapping[str, str] | None = None,
     ) -> None:
         """Wait for ``terminated`` (not past a stop), then report each instance."""
         if not ids:
@@ -147,7 +151,7 @@ class Terminations:
                 if not run.state.of(i).terminated:
                     run.state.of(i).terminated = True
                     run.record(Event.TERMINATED, instance_id=i)
-                work.result(i, Outcome.TERMINATED, "", None, snaps.get(i))
+                work.result(i, Outcome.TERMINATED, "", None, snaps.get(i), (images or {}).get(i))
             elif state == "shutting-down" and run.stopping:
                 work.result(
                     i,
@@ -155,6 +159,7 @@ class Terminations:
                     "termination accepted, still shutting-down when the run stopped",
                     None,
                     snaps.get(i),
+                    (images or {}).get(i),
                 )
             else:
                 run.record(

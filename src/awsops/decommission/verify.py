@@ -21,7 +21,7 @@ from awsops.decommission.model import (
     PlanEndpoint,
     TargetPlan,
 )
-from awsops.decommission.outcomes import ApplyOptions, Outcome, TargetWork
+from awsops.decommission.outcomes import ApplyOptions, BackupMode, Outcome, TargetWork
 from awsops.decommission.rules import decide
 from awsops.decommission.terminate import TERMINATING
 from awsops.errors import PlanError, SafetyError
@@ -166,6 +166,7 @@ def verify_target(
                 )
             continue
         now_facts = inspect.facts_from_instance(inst)
+        work.described[planned.instance_id] = inst
         diffs = differences(planned, now_facts)
         if diffs:
             work.result(planned, Outcome.SKIPPED, "drift: " + "; ".join(diffs))
@@ -190,16 +191,23 @@ def verify_target(
     return work
 
 
-def check_permissions(work: TargetWork) -> None:
-    """EC2's server-side ``DryRun=True`` for TerminateInstances and CreateSnapshot;
-    a refusal is a SafetyError before anything changed."""
+def check_permissions(work: TargetWork, backup: str = BackupMode.SNAPSHOTS) -> None:
+    """EC2's server-side ``DryRun=True`` for TerminateInstances and the backup call
+    (CreateImage or CreateSnapshot); a refusal is a SafetyError before anything
+    changed."""
     if not work.act:
         return
-    probes: list[tuple[str, dict[str, Any]]] = [
-        ("terminate_instances", {"InstanceIds": [work.act[0].instance_id]})
-    ]
+    first = work.act[0].instance_id
+    probes: list[tuple[str, dict[str, Any]]] = [("terminate_instances", {"InstanceIds": [first]})]
     volume = next((v for f in work.act for v in f.deletable_volumes), None)
-    if volume is not None:
+    if backup == BackupMode.IMAGE:
+        probes.append(
+            (
+                "create_image",
+                {"InstanceId": first, "Name": f"awsops-probe-{first}", "NoReboot": True},
+            )
+        )
+    elif backup == BackupMode.SNAPSHOTS and volume is not None:
         probes.append(("create_snapshot", {"VolumeId": volume.volume_id}))
     for method, params in probes:
         check = ec2ops.check_permissions(work.ec2, method, params)
