@@ -284,6 +284,7 @@ class DecommissionSettings:
     exclude_tags: Mapping[str, str] = field(default_factory=dict)
     min_older_than_days: float = MIN_OLDER_THAN_DAYS
     plan_ttl_hours: float = 24.0
+    backup: str = "snapshots"
     batch_size: int = 50
     max_instances: int | None = None
     max_percent: float | None = DEFAULT_MAX_PERCENT
@@ -347,6 +348,13 @@ def load_decommission_settings(path: str | Path | None) -> DecommissionSettings:
                 f"{key} must be a list of strings",
             )
             kwargs[key] = tuple(str(v) for v in value)
+        elif key == "backup":
+            _expect(
+                value in ("image", "snapshots"),
+                p,
+                "backup must be image or snapshots (none only on the command line)",
+            )
+            kwargs[key] = value
         elif key == "exclude_tags":
             _expect(isinstance(value, Mapping), p, f"{key} must be a mapping of tag key to value")
             kwargs[key] = {str(k): str(v) for k, v in value.items()}

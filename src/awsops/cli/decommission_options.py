@@ -13,7 +13,7 @@ from awsops.cli.context import AppContext
 from awsops.config import MIN_OLDER_THAN_DAYS, DecommissionSettings
 from awsops.decommission.journal import has_journal
 from awsops.decommission.model import EndpointKind, PlanCriteria, PlanEndpoint, PlanLimits
-from awsops.decommission.outcomes import ApplyOptions
+from awsops.decommission.outcomes import ApplyOptions, BackupMode
 from awsops.decommission.planfile import peek_plan_id
 from awsops.errors import UsageError
 from awsops.home import check_writable_dir
@@ -77,8 +77,16 @@ def apply_options(
     settings: DecommissionSettings, dry_run: bool, allow_short: bool, kw: dict[str, Any]
 ) -> ApplyOptions:
     """Apply's own policy and settings: command-line options first, then the config."""
+    backup = kw.pop("backup") or settings.backup
+    if backup == BackupMode.NONE and not kw.pop("accept_data_loss"):
+        raise UsageError(
+            "--backup none terminates without any backup: the data on volumes termination "
+            "deletes is lost for good; add --accept-data-loss if that is what you want"
+        )
+    kw.pop("accept_data_loss", None)
     return ApplyOptions(
         dry_run=dry_run,
+        backup=backup,
         protect_tags=settings.protect_tags,
         account_allowlist=settings.account_allowlist,
         account_denylist=settings.account_denylist,
@@ -243,6 +251,19 @@ PLAN_OPTIONS = [
 
 APPLY_OPTIONS = [
     click.option("--yes", is_flag=True, help="Do not ask for confirmation."),
+    click.option(
+        "--backup",
+        type=click.Choice(list(BackupMode.ALL)),
+        default=None,
+        help="What to make before terminating: image (default; restorable with "
+        "`decommission restore`), snapshots (one per volume termination deletes), or none "
+        "(needs --accept-data-loss).",
+    ),
+    click.option(
+        "--accept-data-loss",
+        is_flag=True,
+        help="With --backup none: terminate without any backup, knowingly.",
+    ),
     click.option("--dry-run", is_flag=True, help="Verify and check permissions; change nothing."),
     click.option(
         "--batch-size",

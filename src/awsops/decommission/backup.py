@@ -14,7 +14,6 @@ delete, made at most once, and waited for until ``completed``.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -128,6 +127,43 @@ def send_once(
         if attempt == attempts:
             raise err from cause
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def wait_each(
+    run: ApplyRun,
+    work: TargetWork,
+    waiter: str,
+    id_param: str,
+    ids: list[str],
+    states_of: Callable[[list[str]], dict[str, str]],
+    final: tuple[str, ...],
+) -> dict[str, str]:
+    """Wait until every one of ``ids`` is in a ``final`` state, then return each one's
+    state. One backup failing does not end the wait for the others (the waiter stops at
+    the first failure, so the failed ones are set aside and the wait goes on). It ends
+    at the waiter's budget (timeout) or when the run stops; the states are described
+    in every case."""
+    left = list(ids)
+    for _ in range(len(ids)):  # each round sets aside at least one failed id
+        if not left:
+            break
+        try:
+            wait_many(
+                work.ec2,
+                waiter,
+                id_param,
+                left,
+                delay=run.options.snapshot_delay,
+                max_attempts=run.options.snapshot_max_attempts,
+                stop=run.cancel.event,
+            )
+            break
+        except WaiterFailedError:
+            now = states_of(left)
+            left = [i for i in left if now.get(i) not in final]
+        except (WaiterTimeoutError, NotFoundError, WaitCancelledError):
+            break
+    return states_of(list(ids)) if ids else {}
 
 
 class SnapshotBackups:
@@ -255,22 +291,18 @@ class SnapshotBackups:
             if vid in run.state.of(iid).completed
         }
         to_wait = sorted({sid for s in pending.values() for sid in s.values()} - known)
-        if to_wait:
-            # On timeout, failure or a stop the describe below tells each state.
-            with contextlib.suppress(
-                WaiterTimeoutError, WaiterFailedError, NotFoundError, WaitCancelledError
-            ):
-                wait_many(
-                    work.ec2,
-                    "snapshot_completed",
-                    "SnapshotIds",
-                    to_wait,
-                    delay=run.options.snapshot_delay,
-                    max_attempts=run.options.snapshot_max_attempts,
-                    stop=run.cancel.event,
-                )
         states = {sid: "completed" for sid in known}
-        states.update(self.states(work, to_wait))
+        states.update(
+            wait_each(
+                run,
+                work,
+                "snapshot_completed",
+                "SnapshotIds",
+                to_wait,
+                lambda ids: self.states(work, ids),
+                final=("completed", "error"),
+            )
+        )
         ready = []
         by_id = {f.instance_id: f for f in work.act}
         for iid, snaps in pending.items():

@@ -16,7 +16,6 @@ waited for until ``available``, so the instance can be brought back with
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,18 +29,15 @@ from awsops.decommission.backup import (
     backup_tags,
     fail,
     send_once,
+    wait_each,
 )
 from awsops.decommission.journal import Event
 from awsops.decommission.model import InstanceFacts
 from awsops.decommission.outcomes import Outcome, TargetWork
-from awsops.errors import AwsopsError, NotFoundError, translate
+from awsops.errors import AwsopsError, translate
 from awsops.paginate import iter_items
 from awsops.waiters import (
-    WaitCancelledError,
-    WaiterFailedError,
-    WaiterTimeoutError,
     chunked,
-    wait_many,
 )
 
 GONE = ("failed", "deregistered", "error", "invalid")
@@ -165,20 +161,13 @@ class ImageBackups:
         run = self.run
         known = {iid for iid in pending if run.state.of(iid).image_available}
         to_wait = sorted({pending[i] for i in pending if i not in known})
-        if to_wait:
-            with contextlib.suppress(
-                WaiterTimeoutError, WaiterFailedError, NotFoundError, WaitCancelledError
-            ):
-                wait_many(
-                    work.ec2,
-                    "image_available",
-                    "ImageIds",
-                    to_wait,
-                    delay=run.options.snapshot_delay,
-                    max_attempts=run.options.snapshot_max_attempts,
-                    stop=run.cancel.event,
-                )
-        described = self._described(work, to_wait)
+        described: dict[str, dict[str, Any]] = {}
+
+        def states(ids: list[str]) -> dict[str, str]:
+            described.update(self._described(work, ids))
+            return {i: str(described[i].get("State")) for i in ids if i in described}
+
+        wait_each(run, work, "image_available", "ImageIds", to_wait, states, ("available", *GONE))
         by_id = {f.instance_id: f for f in work.act}
         ready = []
         for iid, image_id in pending.items():

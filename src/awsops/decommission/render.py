@@ -167,6 +167,7 @@ def result_row(r: InstanceResult) -> dict[str, Any]:
         "outcome": r.outcome,
         "reason": r.reason,
         "code": r.code,
+        "image": r.image,
         "snapshots": [{"volume_id": v, "snapshot_id": s} for v, s in sorted(r.snapshots.items())],
     }
 
@@ -179,6 +180,7 @@ REPORT_COLUMNS: Sequence[str] = (
     "outcome",
     "reason",
     "code",
+    "image",
     "snapshots",
 )
 
