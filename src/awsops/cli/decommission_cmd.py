@@ -362,9 +362,11 @@ def run_cmd(
         raise SystemExit(1)
 
 
+from awsops.cli.decommission_restore import restore_cmd  # noqa: E402
 from awsops.cli.decommission_view import report_cmd, show_cmd  # noqa: E402
 
 decommission.add_command(show_cmd)
 decommission.add_command(report_cmd)
+decommission.add_command(restore_cmd)
 
 COMMANDS = [decommission]
