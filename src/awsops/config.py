@@ -285,6 +285,7 @@ class DecommissionSettings:
     min_older_than_days: float = MIN_OLDER_THAN_DAYS
     plan_ttl_hours: float = 24.0
     backup: str = "snapshots"
+    backup_retention_days: int = 90
     batch_size: int = 50
     max_instances: int | None = None
     max_percent: float | None = DEFAULT_MAX_PERCENT
@@ -297,6 +298,7 @@ class DecommissionSettings:
 _LIST_KEYS = ("protect_tags", "account_allowlist", "account_denylist", "exclude_instance_ids")
 _INT_KEYS = (
     "batch_size",
+    "backup_retention_days",
     "snapshot_delay",
     "snapshot_max_attempts",
     "terminate_delay",

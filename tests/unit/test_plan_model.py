@@ -689,6 +689,9 @@ def test_estimate_against_the_package_table() -> None:
     # the figures for today's table, written out: 0.64 + 2.00 + 12.50
     assert est.monthly_volume_cost == pytest.approx(15.14)
     assert est.monthly_snapshot_cost_max == pytest.approx(6.40)
+    assert pricing.estimate(volumes, retention_days=365).backup_cost_over_retention_max == (
+        pytest.approx(6.40 * 365 / 30.4375)  # a year, in average months
+    )
     out = est.to_json(table)
     assert out == {
         "deleted_volumes": 3,
@@ -696,6 +699,8 @@ def test_estimate_against_the_package_table() -> None:
         "monthly_ebs_saving": 15.14,
         "monthly_backup_snapshot_cost_max": 6.4,
         "monthly_net_saving_min": 8.74,
+        "backup_retention_days": 90,
+        "backup_cost_over_retention_max": 18.92,  # 6.40 a month for 90 days
         "volumes_of_unknown_size": 0,
         "currency": "USD",
         "prices_region": prices["region"],

@@ -267,6 +267,7 @@ def plan_cmd(
             limits=limits,
             endpoint=endpoint_of(app),
             on_target=_plan_progress(progress, len(targets)),
+            backup_retention_days=settings.backup_retention_days,
         )
     path = path or default_plan_path(plan.plan_id)
     write_plan(plan, path)
@@ -351,6 +352,7 @@ def run_cmd(
         concurrency=concurrency,
         limits=limits,
         endpoint=endpoint_of(app),
+        backup_retention_days=settings.backup_retention_days,
     )
     runs = private_dir(home() / "runs")
     path = write_plan(plan, runs / f"{plan.plan_id}.json")
@@ -362,11 +364,12 @@ def run_cmd(
         raise SystemExit(1)
 
 
-from awsops.cli.decommission_restore import restore_cmd  # noqa: E402
+from awsops.cli.decommission_restore import prune_cmd, restore_cmd  # noqa: E402
 from awsops.cli.decommission_view import report_cmd, show_cmd  # noqa: E402
 
 decommission.add_command(show_cmd)
 decommission.add_command(report_cmd)
 decommission.add_command(restore_cmd)
+decommission.add_command(prune_cmd)
 
 COMMANDS = [decommission]

@@ -136,14 +136,17 @@ def _stop_fields(stop: Any) -> dict[str, Any]:
     return {"stop_time": stop.at, "stop_source": stop.source}
 
 
-def summarize(targets: Sequence[TargetPlan]) -> dict[str, Any]:
-    """Counts by decision, the volumes termination would delete, and the saving."""
+def summarize(
+    targets: Sequence[TargetPlan], retention_days: int = pricing.DEFAULT_RETENTION_DAYS
+) -> dict[str, Any]:
+    """Counts by decision, the volumes termination would delete, and the saving (less
+    what the backups cost while they are kept, ``retention_days``)."""
     reasons: Counter[str] = Counter()
     for t in targets:
         reasons.update(d.reason or "?" for d in t.skipped)
     deleted = [v for t in targets for f in t.chosen for v in f.deletable_volumes]
     table = pricing.price_table()
-    est = pricing.estimate(deleted, table)
+    est = pricing.estimate(deleted, table, retention_days)
     return {
         "examined": sum(t.examined for t in targets),
         "terminate": sum(len(t.chosen) for t in targets),
@@ -170,6 +173,7 @@ def build_plan(
     on_target: Callable[[TargetPlan], None] | None = None,
     limits: PlanLimits | None = None,
     endpoint: PlanEndpoint | None = None,
+    backup_retention_days: int = pricing.DEFAULT_RETENTION_DAYS,
 ) -> Plan:
     """Plan every target (concurrently); a failing target is recorded with its error
     and plans nothing, the others complete. A target labelled with an account its
@@ -212,7 +216,7 @@ def build_plan(
         expires_at=now + dt.timedelta(hours=ttl_hours),
         criteria=criteria,
         targets=tuple(planned),
-        summary=summarize(planned),
+        summary=summarize(planned, backup_retention_days),
         limits=limits or PlanLimits(),
         endpoint=endpoint or PlanEndpoint(),
     )

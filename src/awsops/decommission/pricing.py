@@ -43,6 +43,10 @@ def price_table() -> PriceTable:
     )
 
 
+DEFAULT_RETENTION_DAYS = 90  # how long backups are kept before prune-backups
+DAYS_PER_MONTH = 30.4375
+
+
 @dataclass(frozen=True)
 class SavingEstimate:
     volumes: int
@@ -50,6 +54,12 @@ class SavingEstimate:
     monthly_volume_cost: float
     monthly_snapshot_cost_max: float
     unknown_size: int
+    retention_days: int = DEFAULT_RETENTION_DAYS
+
+    @property
+    def backup_cost_over_retention_max(self) -> float:
+        """The most the backups (image snapshots) cost while they are kept."""
+        return self.monthly_snapshot_cost_max * self.retention_days / DAYS_PER_MONTH
 
     @property
     def monthly_net_saving(self) -> float:
@@ -62,6 +72,8 @@ class SavingEstimate:
             "monthly_ebs_saving": round(self.monthly_volume_cost, 2),
             "monthly_backup_snapshot_cost_max": round(self.monthly_snapshot_cost_max, 2),
             "monthly_net_saving_min": round(self.monthly_net_saving, 2),
+            "backup_retention_days": self.retention_days,
+            "backup_cost_over_retention_max": round(self.backup_cost_over_retention_max, 2),
             "volumes_of_unknown_size": self.unknown_size,
             "currency": table.currency,
             "prices_region": table.region,
@@ -69,9 +81,14 @@ class SavingEstimate:
         }
 
 
-def estimate(volumes: Iterable[Volume], table: PriceTable | None = None) -> SavingEstimate:
-    """Monthly EBS cost of the volumes termination deletes, and the most their backup
-    snapshots can cost (snapshots bill used blocks only, so usually much less)."""
+def estimate(
+    volumes: Iterable[Volume],
+    table: PriceTable | None = None,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> SavingEstimate:
+    """Monthly EBS cost of the volumes termination deletes, and the most their backups
+    (the image's snapshots, or one snapshot per volume) can cost per month and over the
+    retention period (snapshots bill used blocks only, so usually much less)."""
     table = table or price_table()
     count = gib = unknown = 0
     cost = snap = 0.0
@@ -83,4 +100,4 @@ def estimate(volumes: Iterable[Volume], table: PriceTable | None = None) -> Savi
         gib += v.size_gib
         cost += v.size_gib * table.volume_price(v.volume_type)
         snap += v.size_gib * table.snapshot_gb_month
-    return SavingEstimate(count, gib, cost, snap, unknown)
+    return SavingEstimate(count, gib, cost, snap, unknown, retention_days)

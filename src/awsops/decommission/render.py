@@ -96,8 +96,10 @@ def totals_lines(review: Mapping[str, Any]) -> list[str]:
         f"EBS volumes deleted: {tot['deleted_volumes']} "
         f"({tot['deleted_gib']} GiB, each backed up by a snapshot first)",
         f"estimated saving: {tot['monthly_ebs_saving']:.2f} {tot['currency']}/month of EBS, "
-        f"less at most {tot['monthly_backup_snapshot_cost_max']:.2f} for the backup "
-        f"snapshots (prices: {tot['prices_region']}, {tot['prices_as_of']})",
+        f"less at most {tot['monthly_backup_snapshot_cost_max']:.2f}/month for the backups "
+        f"while they are kept (at most {tot['backup_cost_over_retention_max']:.2f} over "
+        f"{tot['backup_retention_days']} days before prune-backups; prices: "
+        f"{tot['prices_region']}, {tot['prices_as_of']})",
     ]
     if tot["keep_by_reason"]:
         lines.append("kept: " + ", ".join(f"{k} {v}" for k, v in tot["keep_by_reason"].items()))

@@ -69,7 +69,11 @@ def review(plan: Plan) -> dict[str, Any]:
             }
         )
     deleted = [v for _, f in plan.chosen for v in f.deletable_volumes]
-    est = pricing.estimate(deleted, table)
+    retention = int(
+        plan.summary.get("estimate", {}).get("backup_retention_days")
+        or pricing.DEFAULT_RETENTION_DAYS
+    )
+    est = pricing.estimate(deleted, table, retention)
     kept = Counter(d.reason or "?" for tp in plan.targets for d in tp.skipped)
     return {
         "plan_id": plan.plan_id,
