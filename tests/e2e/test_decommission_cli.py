@@ -35,7 +35,7 @@ KEPT = {
     "tag-donotdelete": "protection-tag",
     "asg-member": "auto-scaling-group",
 }
-FAST = ["--snapshot-delay", "0", "--terminate-delay", "0"]
+FAST = ["--backup", "snapshots", "--snapshot-delay", "0", "--terminate-delay", "0"]
 
 
 # --- helpers ------------------------------------------------------------------------------

@@ -147,6 +147,8 @@ def apply_args(plan: Path, *extra: str) -> list[str]:
         "apply",
         str(plan),
         "--yes",
+        "--backup",
+        "snapshots",
         "--snapshot-delay",
         "0",
         "--terminate-delay",

@@ -75,7 +75,8 @@ def apply_fleet_plan(plan: Path, capsys: pytest.CaptureFixture[str], *extra: str
     """``awsops --sandbox decommission apply PLAN --yes``, waiting without delays; it
     must succeed."""
     argv = ["--sandbox", "decommission", "apply", str(plan), "--yes", *extra]
-    argv += ["--snapshot-delay", "0", "--terminate-delay", "0", "--output", "json"]
+    argv += ["--backup", "snapshots", "--snapshot-delay", "0", "--terminate-delay", "0"]
+    argv += ["--output", "json"]
     result = invoke(argv, capsys)
     assert result.code == 0, result.stderr[-2000:]
 

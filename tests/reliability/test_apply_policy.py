@@ -153,7 +153,9 @@ def test_names_made_to_mislead_are_shown_escaped(
     for raw, shown in (("\u202e", "\\u202e"), ("\u2066", "\\u2066"), ("\u200b", "\\u200b")):
         assert raw not in r.stdout and shown in r.stdout
     assert victim in r.stdout
-    applied = run(apply_args(tmp_path / "plan.json", "--dry-run", "--output", "table"))
+    applied = run(
+        apply_args(tmp_path / "plan.json", "--dry-run", "--output", "table"), env={"COLUMNS": "200"}
+    )
     assert applied.returncode == 0, applied.stderr
     assert "\u202e" not in applied.stdout and "\\u202e" in applied.stdout
 
