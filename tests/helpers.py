@@ -61,3 +61,40 @@ def assert_one_line_error(result: CliResult, *needles: str) -> None:
     assert len(errors) == 1, result.stderr
     for needle in needles:
         assert needle in errors[0], errors[0]
+
+
+def run_on_terminal(args: list[str], timeout: float = 120) -> str:
+    """Run the CLI with stdout and stderr on a pseudo-terminal; everything it drew."""
+    import pty
+    import re
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "awsops", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=10)
+    os.close(leader)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))

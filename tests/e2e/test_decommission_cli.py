@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import assert_one_line_error, invoke, run_cli
+from tests.helpers import assert_one_line_error, invoke, run_cli, run_on_terminal
 
 from awsops.decommission.journal import journal_path_for, read_events
 from awsops.decommission.planfile import load_plan, write_plan
@@ -475,51 +475,12 @@ def test_config_is_found_and_named_and_plans_go_to_the_home_by_default(
     assert load_plan(tmp_path / "q.json").limits.max_instances == 9
 
 
-def _on_a_terminal(args: list[str], timeout: float = 120) -> str:
-    """Run the CLI with stdout and stderr on a pseudo-terminal; everything it drew."""
-    import os
-    import pty
-    import select
-    import subprocess
-    import sys
-    import time
-
-    leader, follower = pty.openpty()
-    env = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "awsops", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=follower,
-        stderr=follower,
-        env=env,
-    )
-    os.close(follower)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(leader, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=10)
-    os.close(leader)
-    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
-
-
-def test_plan_and_apply_show_progress_with_known_totals_on_a_terminal(
+def test_plan_and_apply_show_progress_with_known_totalsrun_on_terminal(
     aws: Any, sandbox_home: Path, tmp_path: Path
 ) -> None:
     _seed(aws)
     plan_path = tmp_path / "plan.json"
-    drawn = _on_a_terminal(
+    drawn = run_on_terminal(
         [
             "--sandbox",
             "decommission",
@@ -534,6 +495,6 @@ def test_plan_and_apply_show_progress_with_known_totals_on_a_terminal(
     )
     assert "planning targets" in drawn and "19 stopped instances examined" in drawn
     volumes = sum(len(f.deletable_volumes) for _, f in load_plan(plan_path).chosen)
-    drawn = _on_a_terminal(["--sandbox", "decommission", "apply", str(plan_path), "--yes", *FAST])
+    drawn = run_on_terminal(["--sandbox", "decommission", "apply", str(plan_path), "--yes", *FAST])
     assert f"{volumes}/{volumes}" in drawn and "5/5" in drawn  # totals known up front
     assert "/?" not in drawn

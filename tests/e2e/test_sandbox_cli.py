@@ -265,3 +265,13 @@ def _deletable_volumes(aws: Any, iid: str) -> set[str]:
         for m in inst.get("BlockDeviceMappings", [])
         if m.get("Ebs", {}).get("DeleteOnTermination")
     }
+
+
+def test_seed_shows_progress_on_a_terminal(aws: Any, sandbox_home: Path) -> None:
+    """Seen: `sandbox seed` through the fault proxy was silent for over two minutes."""
+    from tests.helpers import run_on_terminal
+
+    drawn = run_on_terminal(
+        ["sandbox", "seed", "--instances", "12", "--regions", "us-east-1,eu-west-1", "--no-buckets"]
+    )
+    assert "instances seeded" in drawn and "24/24" in drawn

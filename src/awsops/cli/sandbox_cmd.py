@@ -11,6 +11,7 @@ from rich.table import Table
 from awsops.cli.context import app_context
 from awsops.config import parse_region_list
 from awsops.errors import UsageError
+from awsops.output import progress_for
 from awsops.sandbox import manager
 from awsops.sandbox.faultspec import split_items
 
@@ -125,19 +126,33 @@ def seed(fleet: str, instances: int, regions: str, no_buckets: bool) -> None:
     if not region_list:
         raise UsageError("--regions is empty")
     err = Console(stderr=True)
+    with progress_for() as bar:
+        task = (
+            bar.add_task("instances seeded", total=instances * len(region_list), detail="")
+            if bar is not None
+            else None
+        )
 
-    def progress(region: str, made: object) -> None:
-        err.print(f"seeded {region}", highlight=False)
+        def seeded(region: str, made: object) -> None:
+            if bar is None:
+                err.print(f"seeded {region}", highlight=False)
+            else:
+                bar.update(task, detail=f"{region} done")
 
-    report = seed_demo(
-        factory.session(region_list[0]),
-        factory.settings,
-        state.server_url,
-        region_list,
-        instances,
-        with_buckets=not no_buckets,
-        on_region=progress,
-    )
+        def made(n: int) -> None:
+            if bar is not None:
+                bar.advance(task, n)
+
+        report = seed_demo(
+            factory.session(region_list[0]),
+            factory.settings,
+            state.server_url,
+            region_list,
+            instances,
+            with_buckets=not no_buckets,
+            on_region=seeded,
+            on_made=made,
+        )
     table = Table(title=f"demo fleet in account {report.account_id}")
     table.add_column("category")
     for r in region_list:

@@ -187,8 +187,10 @@ def seed_region(
     region: str,
     count: int,
     now: dt.datetime,
+    on_made: Callable[[int], None] | None = None,
 ) -> Counter[str]:
-    """Create ``count`` demo instances in one region and backdate the stopped ones."""
+    """Create ``count`` demo instances in one region and backdate the stopped ones;
+    ``on_made(n)`` is told each time ``n`` more instances exist (for progress)."""
     ec2 = make_client(session, "ec2", region, settings)
     made: Counter[str] = Counter()
     backdates: list[dict[str, Any]] = []
@@ -207,6 +209,8 @@ def seed_region(
                     tags = {"Name": f"demo-{cat.name}", DEMO_TAG: cat.name, **dict(cat.tags)}
                     ids += _run(ec2, part, cat, half, tags)
         made[cat.name] += len(ids)
+        if on_made is not None:
+            on_made(len(ids))
         if cat.stopped_days is None:
             continue
         to_stop += ids
@@ -273,6 +277,7 @@ def seed_demo(
     now: dt.datetime | None = None,
     with_buckets: bool = True,
     on_region: Callable[[str, Counter[str]], None] | None = None,
+    on_made: Callable[[int], None] | None = None,
 ) -> SeedReport:
     """Seed the demo fleet in every region (buckets in the first region)."""
     if not 0 < instances_per_region <= MAX_PER_REGION:
@@ -283,7 +288,7 @@ def seed_demo(
     report = SeedReport(account_id=account_id)
     for region in regions:
         made = seed_region(
-            session, settings, control_url, account_id, region, instances_per_region, now
+            session, settings, control_url, account_id, region, instances_per_region, now, on_made
         )
         report.instances[region] = made
         report.volumes += 2 * sum(v for k, v in made.items() if k != "asg-member")
