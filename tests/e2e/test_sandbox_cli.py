@@ -136,6 +136,87 @@ def test_plan_with_cloudtrail_dates_the_undated_stops(
         "stopped-bare-reason": "cloudtrail",
         "stopped-empty-reason": "cloudtrail",
     }
+    # ... and such a plan can be applied: the CloudTrail-dated instances go too.
+    done = invoke(
+        [
+            "--sandbox",
+            "decommission",
+            "apply",
+            str(out),
+            "--yes",
+            "--backup",
+            "snapshots",
+            "--snapshot-delay",
+            "0",
+            "--terminate-delay",
+            "0",
+            "--output",
+            "json",
+        ],
+        capsys,
+    )
+    assert done.code == 0, done.stderr
+    ec2 = aws.client("ec2", REGION)
+    states = {
+        i["InstanceId"]: i["State"]["Name"]
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+    }
+    assert {states[i] for i in chosen} == {"terminated"}
+    assert all(states[i] != "terminated" for i in fleet if i not in chosen)
+
+
+def test_credentials_that_expire_mid_run_are_refreshed_through_plan_and_apply(
+    aws: Any, sandbox_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Assumed-role credentials live 4 s; plan and apply through the role take several
+    times that (backups stay pending 8 s). Every call goes through: none is refused as expired,
+    and the role was assumed again several times, not once per call."""
+    _seed(aws)
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(
+        "accounts:\n  - role_arn: arn:aws:iam::123456789012:role/ops\n    regions: [us-east-1]\n"
+    )
+    aws.server_faults(credential_ttl=4, snapshot_delay=8)
+    started = time.monotonic()
+    plan = tmp_path / "plan.json"
+    made = invoke(
+        [
+            "--sandbox",
+            "decommission",
+            "plan",
+            "--older-than",
+            "30d",
+            "--targets",
+            str(targets),
+            "-o",
+            str(plan),
+        ],
+        capsys,
+    )
+    assert made.code == 0, made.stderr
+    done = invoke(
+        [
+            "--sandbox",
+            "decommission",
+            "apply",
+            str(plan),
+            "--yes",
+            "--backup",
+            "snapshots",
+            "--snapshot-delay",
+            "1",
+            "--terminate-delay",
+            "0.5",
+        ],
+        capsys,
+    )
+    assert done.code == 0, done.stderr
+    took = time.monotonic() - started
+    counters = aws.fault_counters()
+    assert took > 8, took  # outlived two credential lifetimes
+    assert counters["expired_refusals"] == 0
+    assert 3 <= counters["assume_role_calls"] <= took / 2 + 4, counters
 
 
 @pytest.fixture
