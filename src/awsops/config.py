@@ -284,7 +284,7 @@ class DecommissionSettings:
     exclude_tags: Mapping[str, str] = field(default_factory=dict)
     min_older_than_days: float = MIN_OLDER_THAN_DAYS
     plan_ttl_hours: float = 24.0
-    backup: str = "snapshots"
+    backup: str = "image"
     backup_retention_days: int = 90
     batch_size: int = 50
     max_instances: int | None = None

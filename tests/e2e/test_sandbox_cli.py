@@ -264,7 +264,8 @@ def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
     assert planned == stopped
     volumes = {iid: _deletable_volumes(aws, iid) for iid in planned}
     aws.backup_faults(snapshot_delay=delay, snapshot_error=error, seed=1)
-    apply = ["--sandbox", "decommission", "apply", str(plan), "--yes", "--output", "json"]
+    apply = ["--sandbox", "decommission", "apply", str(plan), "--yes", "--backup", "snapshots"]
+    apply += ["--output", "json"]
     waits = ["--snapshot-delay", "0.25", "--snapshot-max-attempts", "8", "--terminate-delay", "0"]
     result = invoke([*apply, *waits], capsys)
 

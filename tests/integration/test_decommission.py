@@ -51,6 +51,7 @@ def plan_for(aws: Any, **kw: Any) -> Plan:
 
 def apply(aws: Any, plan: Plan, tmp_path: Path, on_event: Any = None, **opts: Any) -> ApplyReport:
     write_plan(plan, tmp_path / "plan.json")
+    opts.setdefault("backup", "snapshots")
     options = ApplyOptions(snapshot_delay=0, terminate_delay=0, **opts)
     return apply_plan(
         plan, aws.factory(REGION), options, journal_path_for(plan.plan_id), None, on_event

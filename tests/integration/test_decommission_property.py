@@ -123,7 +123,13 @@ def test_only_safe_instances_are_terminated_and_all_of_them(
     report = apply_plan(
         plan,
         aws.factory(REGION),
-        ApplyOptions(batch_size=batch_size, snapshot_delay=0, terminate_delay=0, max_percent=None),
+        ApplyOptions(
+            batch_size=batch_size,
+            snapshot_delay=0,
+            terminate_delay=0,
+            max_percent=None,
+            backup="snapshots",
+        ),
         journal_path_for(plan.plan_id),
     )
     ec2 = aws.client("ec2", REGION)

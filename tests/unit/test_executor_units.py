@@ -100,6 +100,7 @@ def _ec2() -> Any:
 def _executor(plan: Plan, **options: Any) -> Executor:
     """An executor whose journal is open (in a fresh directory), as during a run."""
     path = Path(tempfile.mkdtemp(prefix="awsops-unit-")) / "journal.jsonl"
+    options.setdefault("backup", "snapshots")
     ex = Executor(plan, _factory(), ApplyOptions(**options), journal_path=path, now=lambda: NOW)
     journal = Journal(path, plan.plan_id)
     ex.run_state.state = journal.open()

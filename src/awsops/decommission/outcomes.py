@@ -40,7 +40,7 @@ class ApplyOptions:
     """
 
     dry_run: bool = False
-    backup: str = BackupMode.SNAPSHOTS
+    backup: str = BackupMode.IMAGE
     batch_size: int = 50
     max_instances: int | None = None
     max_percent: float | None = DEFAULT_MAX_PERCENT
