@@ -1,0 +1,169 @@
+"""``awsops decommission plan`` against Cloud Custodian's ``c7n-org run --dryrun`` on the
+same simulated organisation, with the same decision.
+
+Installs Cloud Custodian (``c7n``) and ``c7n-org`` in their own virtual environment
+under ``--work-dir`` (never into awsops' environment; reused by later runs), starts a
+private sandbox behind the fault proxy (60 ms latency and EC2's token buckets at their
+documented sizes by default), seeds A accounts x R regions x N instances
+(``orgfleet.py``; accounts reached by AssumeRole) and runs, each in its own process:
+
+- ``awsops decommission plan --older-than 30d --targets ...``;
+- ``c7n-org run --dryrun`` with the policy below and the same accounts and regions.
+
+It prints wall and CPU seconds, peak RSS, and the calls each made as the proxy counted
+them (AssumeRole, DescribeInstanceAttribute, all EC2), the ratio awsops / c7n-org, and
+whether both chose exactly the same instances. c7n-org is pointed at the sandbox with
+``AWS_ENDPOINT_URL`` (botocore reads it for every client, STS included).
+
+    .venv/bin/python benchmarks/peers.py --size 4x3x300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+from orgfleet import (
+    Org,
+    Run,
+    Sandbox,
+    calls,
+    ec2_calls,
+    measure,
+    parse_org,
+    sandbox,
+    seed,
+    targets_file,
+)
+
+POLICY = """\
+policies:
+  - name: ec2-stopped-30d
+    resource: ec2
+    filters:
+      - "State.Name": stopped
+      - {type: state-age, days: 30, op: greater-than}
+      - "tag:awsops:protect": absent
+      - "tag:DoNotDelete": absent
+      - "tag:aws:autoscaling:groupName": absent
+      - not: [{type: termination-protected}]
+"""
+PACKAGES = ("c7n", "c7n-org")
+
+
+def c7n_org(work: Path) -> Path:
+    """The ``c7n-org`` executable of the benchmark's own environment (made if needed)."""
+    env_dir = work / "c7n-venv"
+    exe = env_dir / "bin" / "c7n-org"
+    if not exe.exists():
+        print(f"installing {', '.join(PACKAGES)} into {env_dir} ...", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
+        pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, *PACKAGES], check=True)
+    return exe
+
+
+def versions(work: Path) -> str:
+    py = work / "c7n-venv" / "bin" / "python"
+    code = "import importlib.metadata as m; print(*(m.version(p) for p in ('c7n', 'c7n-org', 'boto3')))"
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=False)
+    c7n, org, boto3 = (out.stdout.split() + ["?"] * 3)[:3]
+    return f"c7n {c7n}, c7n-org {org} (boto3 {boto3})"
+
+
+def awsops_plan(box: Sandbox, org: Org, concurrency: int) -> tuple[Run, set[str]]:
+    out = box.home / "plan.json"
+    cmd = [sys.executable, "-m", "awsops", "decommission", "plan", "--sandbox",
+           "--targets", str(targets_file(box, org)), "--older-than", "30d", "-o", str(out),
+           "--concurrency", str(concurrency)]  # fmt: skip
+    run = measure(cmd, box.env)
+    chosen: set[str] = set()
+    if out.exists():
+        plan = json.loads(out.read_text())
+        chosen = {i["instance_id"] for t in plan["targets"] for i in t.get("chosen", [])}
+    return run, chosen
+
+
+def c7n_plan(box: Sandbox, org: Org, exe: Path, work: Path) -> tuple[Run, set[str]]:
+    policy = box.home / "policy.yml"
+    policy.write_text(POLICY)
+    output = box.home / "c7n-out"
+    env = {**box.env, "AWS_ENDPOINT_URL": box.endpoint}
+    cmd = [str(exe), "run", "-c", str(targets_file(box, org, "c7n")), "-s", str(output),
+           "-u", str(policy), "--dryrun"]  # fmt: skip
+    run = measure(cmd, env, cwd=work)
+    chosen: set[str] = set()
+    for found in output.glob("**/resources.json"):
+        chosen |= {r["InstanceId"] for r in json.loads(found.read_text())}
+    return run, chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="4x3x300", help="accounts x regions x instances")
+    ap.add_argument("--faults", default="latency=60ms,bucket=ec2", help="fault proxy spec")
+    ap.add_argument("--concurrency", type=int, default=8, help="awsops --concurrency")
+    ap.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path.home() / ".cache" / "awsops-bench" / "peers",
+        help="where c7n's virtual environment is kept",
+    )
+    args = ap.parse_args(argv)
+    org = parse_org(args.size)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    exe = c7n_org(args.work_dir)
+    print(f"peers: {versions(args.work_dir)}")
+
+    with sandbox(args.faults) as box:
+        seconds = seed(box, org)
+        terminate, attribute_calls = org.expected()
+        print(f"seeded {org.label()} ({org.targets} targets) in {seconds:.0f}s; expected: "
+              f"{terminate} to terminate, {attribute_calls} DescribeInstanceAttribute")  # fmt: skip
+        rows = []
+        for name, fn in (
+            ("awsops plan", lambda: awsops_plan(box, org, args.concurrency)),
+            ("c7n-org run --dryrun", lambda: c7n_plan(box, org, exe, args.work_dir)),
+        ):
+            box.reset_proxy()
+            run, chosen = fn()
+            stats = box.proxy_stats()
+            if run.status != 0:
+                print(f"{name} failed ({run.status}): {run.stderr.strip()[-800:]}")
+            rows.append((name, run, chosen, stats))
+    print(
+        f"\n{'tool':22} {'wall s':>7} {'cpu s':>6} {'peak MB':>8} {'AssumeRole':>10} "
+        f"{'DescribeInstanceAttribute':>25} {'EC2 calls':>9} {'chosen':>6}"
+    )
+    for name, run, chosen, stats in rows:
+        print(
+            f"{name:22} {run.seconds:7.1f} {run.cpu:6.2f} {run.peak_mb:8.1f} "
+            f"{calls(stats, 'sts:AssumeRole'):10} "
+            f"{calls(stats, 'ec2:DescribeInstanceAttribute'):25} {ec2_calls(stats):9} "
+            f"{len(chosen):6}"
+        )
+    (_, ours, our_ids, our_stats), (_, theirs, their_ids, their_stats) = rows
+    same = our_ids == their_ids and len(our_ids) == terminate
+    ratio = ours.seconds / theirs.seconds
+    print(
+        f"\nawsops / c7n-org: wall {ratio:.2f}x, CPU {ours.cpu / theirs.cpu:.2f}x, peak RSS "
+        f"{ours.peak_mb / theirs.peak_mb:.2f}x; DescribeInstanceAttribute "
+        f"{calls(our_stats, 'ec2:DescribeInstanceAttribute')} vs "
+        f"{calls(their_stats, 'ec2:DescribeInstanceAttribute')}; same decision: {same}"
+        + (
+            ""
+            if same
+            else f" (only awsops: {len(our_ids - their_ids)}, only c7n-org: "
+            f"{len(their_ids - our_ids)})"
+        )
+    )
+    return 0 if same and ours.status == 0 and theirs.status == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
