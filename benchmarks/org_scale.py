@@ -10,10 +10,6 @@ peak RSS, AssumeRole and EC2 calls as the proxy counted them, and the ratios big
 and the CPU per added target. The baseline measured in the same run is one process that
 imports boto3 and builds one EC2 client (the floor any boto3 tool pays).
 
-``--busy-scale`` then runs both commands on the small organisation again with the
-proxy's EC2 buckets shrunk to that share (a busy account) and reports how many EC2
-requests the buckets refused, and whether the results are still complete.
-
     .venv/bin/python benchmarks/org_scale.py --small 10x6x3 --big 100x6x3
 """
 
@@ -39,6 +35,24 @@ from orgfleet import (
     targets_file,
 )
 
+# Runs awsops with botocore's response parsing timed (thread CPU), to tell the CPU spent
+# parsing answers from the rest.
+PARSE_TIMER = r"""
+import atexit, runpy, sys, threading, time
+import botocore.parsers as parsers
+spent, lock, parse = [0.0], threading.Lock(), parsers.ResponseParser.parse
+def timed(self, response, shape):
+    start = time.thread_time()
+    try:
+        return parse(self, response, shape)
+    finally:
+        with lock:
+            spent[0] += time.thread_time() - start
+parsers.ResponseParser.parse = timed
+atexit.register(lambda: sys.stderr.write("\nparse_cpu_s=%.3f\n" % spent[0]))
+sys.argv = ["awsops", *sys.argv[1:]]
+runpy.run_module("awsops", run_name="__main__", alter_sys=True)
+"""
 BASELINE = (
     "import boto3; boto3.Session(region_name='us-east-1').client('ec2', "
     "endpoint_url='http://127.0.0.1:9')"
@@ -58,13 +72,18 @@ class Figure:
     expected: int
 
     @property
+    def parse_cpu(self) -> float:
+        m = re.search(r"parse_cpu_s=([\d.]+)", self.run.stderr)
+        return float(m.group(1)) if m else float("nan")
+
+    @property
     def ok(self) -> bool:
         return self.run.status == 0 and self.result == self.expected
 
 
 def command(tool: str, box: Sandbox, org: Org, concurrency: int) -> list[str]:
     targets = str(targets_file(box, org))
-    base = [sys.executable, "-m", "awsops"]
+    base = [sys.executable, "-c", PARSE_TIMER]
     if tool == "inventory":
         return [*base, "inventory", "ec2-instances", "--sandbox", "--targets", targets,
                 "--output", "jsonl", "--concurrency", str(concurrency)]  # fmt: skip
@@ -110,12 +129,12 @@ def run_tool(tool: str, box: Sandbox, org: Org, concurrency: int) -> Figure:
 def show(figures: list[Figure]) -> None:
     print(
         f"\n{'tool':10} {'size':>10} {'targets':>7} {'wall s':>7} {'cpu s':>6} "
-        f"{'peak MB':>8} {'AssumeRole':>10} {'EC2 calls':>9} {'refused':>7}  result"
+        f"{'parse s':>7} {'peak MB':>8} {'AssumeRole':>10} {'EC2 calls':>9} {'refused':>7}  result"
     )
     for f in figures:
         print(
             f"{f.tool:10} {f.org.label():>10} {f.org.targets:7} {f.run.seconds:7.1f} "
-            f"{f.run.cpu:6.2f} {f.run.peak_mb:8.1f} {f.assume_role:10} {f.ec2:9} "
+            f"{f.run.cpu:6.2f} {f.parse_cpu:7.2f} {f.run.peak_mb:8.1f} {f.assume_role:10} {f.ec2:9} "
             f"{f.refused:7}  {f.result}/{f.expected} {'ok' if f.ok else 'WRONG'}"
         )
 
@@ -126,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big", default="100x6x3", help="same regions and instances, more accounts")
     ap.add_argument("--faults", default="latency=60ms,bucket=ec2", help="fault proxy spec")
     ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--busy-scale", type=float, default=0.2, help="0 to skip the busy run")
     args = ap.parse_args(argv)
     small, big = parse_org(args.small), parse_org(args.big)
     if (big.regions, big.per_target) != (
@@ -154,23 +172,17 @@ def main(argv: list[str] | None = None) -> int:
         print("\nbig / small, and per added target:")
         for tool in ("inventory", "plan"):
             s, b = (f for f in figures if f.tool == tool)
-            per_target_ms = 1000 * (b.run.cpu - s.run.cpu) / (big.targets - small.targets)
+            added_targets = big.targets - small.targets
+            per_target_ms = 1000 * (b.run.cpu - s.run.cpu) / added_targets
+            parse_ms = 1000 * (b.parse_cpu - s.parse_cpu) / added_targets
             print(
                 f"  {tool:10} peak RSS {b.run.peak_mb / s.run.peak_mb:.2f}x, wall "
                 f"{b.run.seconds / s.run.seconds:.2f}x, CPU {b.run.cpu / s.run.cpu:.2f}x, "
-                f"{per_target_ms:.1f} ms CPU per added target; peak RSS "
+                f"{per_target_ms:.1f} ms CPU per added target ({per_target_ms - parse_ms:.1f} "
+                f"beyond parsing); peak RSS "
                 f"{s.run.peak_mb / baseline.peak_mb:.2f}x / {b.run.peak_mb / baseline.peak_mb:.2f}x "
                 "the baseline"
             )
-        if args.busy_scale > 0:
-            box.set_faults(f"{args.faults},bucket_scale={args.busy_scale}")
-            busy = [run_tool(tool, box, small, args.concurrency) for tool in ("inventory", "plan")]
-            print(f"\nbusy account: EC2 buckets at {args.busy_scale:.0%} of their documented size")
-            show(busy)
-            for f in busy:
-                share = f.refused / f.ec2 if f.ec2 else 0.0
-                print(f"  {f.tool:10} refused {f.refused} of {f.ec2} EC2 requests ({share:.1%})")
-            figures += busy
     return 0 if all(f.ok for f in figures) else 1
 
 

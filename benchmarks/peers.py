@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import venv
@@ -35,6 +36,7 @@ from orgfleet import (
     ec2_calls,
     measure,
     parse_org,
+    refusals,
     sandbox,
     seed,
     targets_file,
@@ -109,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faults", default="latency=60ms,bucket=ec2", help="fault proxy spec")
     ap.add_argument("--concurrency", type=int, default=8, help="awsops --concurrency")
     ap.add_argument(
+        "--busy-scale",
+        type=float,
+        default=0.2,
+        help="then plan and list again with EC2's buckets at this share (0: skip)",
+    )
+    ap.add_argument(
         "--work-dir",
         type=Path,
         default=Path.home() / ".cache" / "awsops-bench" / "peers",
@@ -136,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             if run.status != 0:
                 print(f"{name} failed ({run.status}): {run.stderr.strip()[-800:]}")
             rows.append((name, run, chosen, stats))
+        busy = busy_account(box, org, args) if args.busy_scale > 0 else []
     print(
         f"\n{'tool':22} {'wall s':>7} {'cpu s':>6} {'peak MB':>8} {'AssumeRole':>10} "
         f"{'DescribeInstanceAttribute':>25} {'EC2 calls':>9} {'chosen':>6}"
@@ -162,7 +171,38 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(their_ids - our_ids)})"
         )
     )
-    return 0 if same and ours.status == 0 and theirs.status == 0 else 1
+    for line in busy:
+        print(line)
+    busy_ok = all("WRONG" not in line for line in busy)
+    return 0 if same and busy_ok and ours.status == 0 and theirs.status == 0 else 1
+
+
+def busy_account(box: Sandbox, org: Org, args: argparse.Namespace) -> list[str]:
+    """awsops plan and inventory again with the proxy's EC2 buckets shrunk to
+    ``--busy-scale`` (a busy account): how many EC2 requests the buckets refused, and
+    whether the results are still complete."""
+    box.set_faults(f"{args.faults},bucket_scale={args.busy_scale}")
+    lines = [f"\nbusy account: EC2 buckets at {args.busy_scale:.0%} of their documented size"]
+    terminate, _ = org.expected()
+    inventory = [sys.executable, "-m", "awsops", "inventory", "ec2-instances", "--sandbox",
+                 "--targets", str(targets_file(box, org)), "--output", "jsonl",
+                 "--concurrency", str(args.concurrency)]  # fmt: skip
+    for name in ("awsops plan", "awsops inventory"):
+        box.reset_proxy()
+        if name == "awsops plan":
+            run, chosen = awsops_plan(box, org, args.concurrency)
+            ok = len(chosen) == terminate
+        else:
+            run = measure(inventory, box.env)
+            m = re.search(r"(\d+) items,", run.stderr)
+            ok = bool(m) and int(m.group(1)) == org.targets * org.per_target
+        stats = box.proxy_stats()
+        refused, total = refusals(stats), ec2_calls(stats)
+        lines.append(
+            f"  {name:18} {run.seconds:6.1f} s, refused {refused} of {total} EC2 requests "
+            f"({refused / max(total, 1):.1%}); results {'complete' if ok and run.status == 0 else 'WRONG'}"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 DEFAULT_CONCURRENCY = 8
-DEFAULT_ITEM_CONCURRENCY = 8
+DEFAULT_ITEM_CONCURRENCY = 4  # per target; the rate limiter sets the pace
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ SHARE_ENV = "AWSOPS_EC2_RATE_SHARE"
 MAX_SHARE = 100.0  # above 1: an account whose limits AWS raised
 SLOWDOWN_COOLDOWN = 1.0  # seconds between two cuts: one burst of refusals is one signal
 SLOWDOWN_FACTOR = 0.5
-RECOVERY_STEP = 0.01  # of the nominal rate, per answer that was not throttled
+RECOVERY_STEP = 0.002  # of the nominal rate, per answer that was not throttled
 MIN_RATE = 1.0  # requests per second: slowing down never goes below this
 THROTTLE_CODES = frozenset({"RequestLimitExceeded"})
 

@@ -9,8 +9,8 @@ shared by every region and session of that role: one AssumeRole per account and 
 Thread safety: a ``boto3.Session`` is *not* thread-safe; :func:`awsops.clients.make_client`
 builds one session's clients one at a time, so threads may share a session from this
 factory and each build their own clients. The factory itself is thread-safe. Sessions
-are cached weakly: the same session comes back while someone holds it, and it is freed
-(with its clients) once every target that used it is done.
+are cached weakly, plus the last few used: the same session comes back while someone
+holds it, and it is freed (with its clients) once the targets that used it are done.
 
 Assumed-role credentials are botocore ``RefreshableCredentials`` that call STS again
 before they expire, so a run of several hours never fails with ``ExpiredToken``.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_NAME = "awsops"
 DEFAULT_DURATION_SECONDS = 3600
+# Assumed-role sessions kept after use: targets come account by account, so the next
+# region of an account finds its session; older ones are freed (memory stays flat).
+RECENT_SESSIONS = 32
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,7 @@ class SessionFactory:
         self._roles: dict[RoleKey, _AssumeRoleProvider] = {}
         self._assumed: weakref.WeakValueDictionary[tuple[str, str | None, str], boto3.Session]
         self._assumed = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[tuple[str, str | None, str], boto3.Session] = OrderedDict()
         self._profiles: dict[str, SessionFactory] = {}
 
     def _new_session(self, region: str | None) -> boto3.Session:
@@ -243,6 +248,7 @@ class SessionFactory:
         with self._lock:
             cached = self._assumed.get(key)
             if cached is not None:
+                self._keep(key, cached)
                 return cached
             provider = self._roles.get((spec.role_arn, spec.external_id))
             if provider is None:
@@ -253,7 +259,14 @@ class SessionFactory:
             sess = boto3.Session(botocore_session=bs, region_name=region)
             bind_account(sess, spec.account_id)
             self._assumed[key] = sess
+            self._keep(key, sess)
             return sess
+
+    def _keep(self, key: tuple[str, str | None, str], session: boto3.Session) -> None:
+        self._recent[key] = session
+        self._recent.move_to_end(key)
+        while len(self._recent) > RECENT_SESSIONS:
+            self._recent.popitem(last=False)
 
     def for_target(self, target: Target) -> boto3.Session:
         """The session for one target's credentials: assumed into its role if it has

@@ -64,18 +64,19 @@ class TargetPlanner:
         )
         self._accounts: dict[tuple[str | None, str | None, str | None], str] = {}
         self._accounts_lock = threading.Lock()
+        self._account_locks: dict[tuple[str | None, str | None, str | None], threading.Lock] = {}
 
     def real_account(self, target: Target, session: Any) -> str:
         """The account the target's credentials reach (one GetCallerIdentity per way of
-        reaching an account, shared by its regions); refuses a target labelled with
-        another account."""
+        reaching an account, shared by its regions, even when they start together);
+        refuses a target labelled with another account."""
         key = (target.profile, target.role_arn, target.external_id)
         with self._accounts_lock:
+            lock = self._account_locks.setdefault(key, threading.Lock())
+        with lock:
             known = self._accounts.get(key)
-        if known is None:
-            known = self.factory.account_id(session)
-            with self._accounts_lock:
-                self._accounts[key] = known
+            if known is None:
+                known = self._accounts[key] = self.factory.account_id(session)
         if target.account_id and target.account_id != known:
             raise AccountMismatchError(
                 f"target {target.label} is labelled account {target.account_id}, but its "
