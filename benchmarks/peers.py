@@ -87,7 +87,7 @@ def awsops_plan(box: Sandbox, org: Org, concurrency: int) -> tuple[Run, set[str]
     chosen: set[str] = set()
     if out.exists():
         plan = json.loads(out.read_text())
-        chosen = {i["instance_id"] for t in plan["targets"] for i in t.get("chosen", [])}
+        chosen = {i["instance_id"] for t in plan["targets"] for i in t.get("terminate") or []}
     return run, chosen
 
 

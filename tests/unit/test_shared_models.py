@@ -55,7 +55,7 @@ def test_models_parsed_once_for_many_sessions_threads_and_regions(parsed: Counte
     assert len(clients) == 24
     # each file at most once in this test (zero if an earlier test of this process
     # already parsed it): 24 sessions of their own would parse the EC2 model 24 times
-    assert parsed and max(parsed.values()) == 1, parsed.most_common(3)
+    assert max(parsed.values(), default=0) <= 1, parsed.most_common(3)
     assert max(shared_loader().files_loaded.values()) == 1
     # one client class per service, whatever the session
     assert len({type(c[0]) for c in clients}) == 1
