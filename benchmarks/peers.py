@@ -99,6 +99,7 @@ def c7n_plan(box: Sandbox, org: Org, exe: Path, work: Path) -> tuple[Run, set[st
     cmd = [str(exe), "run", "-c", str(targets_file(box, org, "c7n")), "-s", str(output),
            "-u", str(policy), "--dryrun"]  # fmt: skip
     run = measure(cmd, env, cwd=work)
+    (work / "c7n-org.log").write_text(run.stderr)  # the whole log, to see why a target failed
     chosen: set[str] = set()
     for found in output.glob("**/resources.json"):
         chosen |= {r["InstanceId"] for r in json.loads(found.read_text())}
