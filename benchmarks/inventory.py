@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from orgfleet import measure
+
 BASELINE = r"""
 import json, sys, boto3
 endpoint, regions = sys.argv[1], sys.argv[2].split(",")
@@ -63,37 +65,10 @@ class Measure:
     note: str = ""
 
 
-# Linux keeps a process's peak RSS across fork and exec, so a child forked from this
-# (large) process would report at least our own size. A tiny launcher forks instead.
-LAUNCHER = r"""
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write("\nmaxrss_kb=%d\n" % usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str, int]:
     """Run ``cmd`` with stdout to /dev/null; wall seconds, peak RSS MB, stderr, status."""
-    with tempfile.TemporaryFile("w+") as err, open(os.devnull, "w") as null:
-        start = time.perf_counter()
-        rc = subprocess.run(
-            [sys.executable, "-S", "-c", LAUNCHER, *cmd],
-            stdout=null,
-            stderr=err,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        ).returncode
-        seconds = time.perf_counter() - start
-        err.seek(0)
-        text = err.read()
-    m = re.search(r"maxrss_kb=(\d+)\s*$", text)
-    peak = int(m.group(1)) / 1024.0 if m else float("nan")
-    return seconds, peak, text[: m.start()] if m else text, rc
+    run = measure(cmd, env)
+    return run.seconds, run.peak_mb, run.stderr, run.status
 
 
 def seed(endpoint: str, regions: list[str], per_region: int, per_reservation: int) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from awsops.errors import AwsError, AwsopsError, SafetyError, UsageError, translate
+from awsops.fanout import DEFAULT_ITEM_CONCURRENCY, map_concurrent
 from awsops.waiters import OnAttempt, chunked, wait_many
 
 if TYPE_CHECKING:
@@ -220,23 +221,29 @@ def check_permissions(client: EC2Client, method: str, params: Mapping[str, Any])
     )
 
 
-def protected_instances(client: EC2Client, instance_ids: Sequence[str]) -> list[str]:
-    """The ids whose termination protection (``DisableApiTermination``) is on.
+def protected_instances(
+    client: EC2Client, instance_ids: Sequence[str], concurrency: int = DEFAULT_ITEM_CONCURRENCY
+) -> list[str]:
+    """The ids whose termination protection (``DisableApiTermination``) is on, in the
+    order given.
 
-    One DescribeInstanceAttribute call per instance: EC2 has no batch form of it.
+    One DescribeInstanceAttribute call per instance (EC2 has no batch form of it), up to
+    ``concurrency`` at a time: their pace is the client's rate limiter's.
     """
     region = client.meta.region_name
-    protected = []
-    for instance_id in instance_ids:
+
+    def is_protected(instance_id: str) -> bool:
         try:
             attr = client.describe_instance_attribute(
                 InstanceId=instance_id, Attribute="disableApiTermination"
             )
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="DescribeInstanceAttribute", region=region) from exc
-        if attr.get("DisableApiTermination", {}).get("Value"):
-            protected.append(instance_id)
-    return protected
+        return bool(attr.get("DisableApiTermination", {}).get("Value"))
+
+    ids = list(instance_ids)
+    flags = map_concurrent(is_protected, ids, concurrency)
+    return [i for i, flag in zip(ids, flags, strict=True) if flag]
 
 
 def refuse_protected(client: EC2Client, instance_ids: Sequence[str]) -> None:

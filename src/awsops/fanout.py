@@ -2,6 +2,10 @@
 
 A failing target never aborts the others: each yields a :class:`TargetResult` holding
 either its value or its error. Results arrive as targets finish.
+
+:func:`map_concurrent` is the same idea inside one target: per-item calls (one
+DescribeInstanceAttribute per instance) on a few threads, their pace set by the rate
+limiter of the client they use rather than by one sequential loop.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from awsops.errors import AwsopsError, translate
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 DEFAULT_CONCURRENCY = 8
+DEFAULT_ITEM_CONCURRENCY = 4  # per target; the rate limiter sets the pace
 
 
 @dataclass(frozen=True)
@@ -77,3 +83,23 @@ def _call(fn: Callable[[Target], T], target: Target) -> TargetResult[T]:
         err = translate(exc, region=target.region, account_id=target.account_id)
         log.info("target %s failed: %s", target.label, err.one_line())
         return TargetResult(target, error=err)
+
+
+def map_concurrent(
+    fn: Callable[[T], R], items: Sequence[T], concurrency: int = DEFAULT_ITEM_CONCURRENCY
+) -> list[R]:
+    """``[fn(item) for item in items]`` on up to ``concurrency`` threads, results in the
+    order of ``items``. The first error (in that order) is raised once the calls already
+    running have finished; the calls not yet started are dropped."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    if concurrency == 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    pool = ThreadPoolExecutor(
+        max_workers=min(concurrency, len(items)), thread_name_prefix="awsops-item"
+    )
+    try:
+        futures = [pool.submit(fn, item) for item in items]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

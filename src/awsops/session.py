@@ -1,38 +1,49 @@
 """Explicit ``boto3.Session`` objects: named profile, the standard chain, or AssumeRole.
 
-Thread safety: a ``boto3.Session`` is *not* thread-safe, a client is. Build one session
-per target (account, region) with :class:`SessionFactory`, create that target's clients
-from it in one thread, and share only the clients. The factory itself is thread-safe:
-its caches are guarded by a lock, so worker threads may each ask it for their target.
+Cost per target is flat: every session loads its service models through the process's
+one loader (:mod:`awsops.loader`), so a model is parsed once per process however many
+sessions and clients there are; one session serves every region of one set of
+credentials; and assumed-role credentials are fetched once per (role, external id) and
+shared by every region and session of that role: one AssumeRole per account and run.
 
-Assumed-role sessions carry botocore ``RefreshableCredentials`` that call STS again
-before the credentials expire, so a run of several hours never fails with
-``ExpiredToken``. botocore refreshes 15 minutes (advisory) / 10 minutes (mandatory)
-before expiry; for credentials that live shorter than that, the windows shrink to a
-quarter / a sixth of their lifetime, so they are refreshed during a run rather than on
-every call.
+Thread safety: a ``boto3.Session`` is *not* thread-safe; :func:`awsops.clients.make_client`
+builds one session's clients one at a time, so threads may share a session from this
+factory and each build their own clients. The factory itself is thread-safe. Sessions
+are cached weakly, plus the last few used: the same session comes back while someone
+holds it, and it is freed (with its clients) once the targets that used it are done.
+
+Assumed-role credentials are botocore ``RefreshableCredentials`` that call STS again
+before they expire, so a run of several hours never fails with ``ExpiredToken``.
+botocore refreshes 15 minutes (advisory) / 10 minutes (mandatory) before expiry; for
+credentials that live shorter than that, the windows shrink to a quarter / a sixth of
+their lifetime, so they are refreshed during a run rather than on every call.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-import botocore.session
 from botocore.credentials import CredentialProvider, RefreshableCredentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from awsops.clients import make_client
+from awsops.clients import bind_account, make_client
 from awsops.config import ClientSettings, Target, validate_role_arn
 from awsops.errors import UsageError, translate
+from awsops.loader import new_botocore_session
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_NAME = "awsops"
 DEFAULT_DURATION_SECONDS = 3600
+# Assumed-role sessions kept after use: targets come account by account, so the next
+# region of an account finds its session; older ones are freed (memory stays flat).
+RECENT_SESSIONS = 32
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,8 @@ class LifetimeRefreshCredentials(RefreshableCredentials):
 
 
 class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
-    """A credential provider that returns self-refreshing AssumeRole credentials."""
+    """A credential provider of self-refreshing AssumeRole credentials: one credentials
+    object, fetched on first use and shared by every session the provider serves."""
 
     METHOD = "awsops-assume-role"
     CANONICAL_NAME = "awsops-assume-role"
@@ -102,23 +114,25 @@ class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
         self._spec = spec
         self._settings = settings
         self._lock = threading.Lock()
-        self._sts: Any = None
+        self._credentials: RefreshableCredentials | None = None
 
     def _fetch(self) -> dict[str, Any]:
-        with self._lock:
-            if self._sts is None:
-                self._sts = make_client(self._source, "sts", settings=self._settings)
-            kwargs: dict[str, Any] = {
-                "RoleArn": self._spec.role_arn,
-                "RoleSessionName": self._spec.session_name,
-                "DurationSeconds": self._spec.duration_seconds,
-            }
-            if self._spec.external_id:
-                kwargs["ExternalId"] = self._spec.external_id
-            try:
-                creds = self._sts.assume_role(**kwargs)["Credentials"]
-            except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, operation="AssumeRole") from exc
+        kwargs: dict[str, Any] = {
+            "RoleArn": self._spec.role_arn,
+            "RoleSessionName": self._spec.session_name,
+            "DurationSeconds": self._spec.duration_seconds,
+        }
+        if self._spec.external_id:
+            kwargs["ExternalId"] = self._spec.external_id
+        # A short-lived STS client: refreshes are far apart, and a client per role kept
+        # for the whole run would grow with the number of accounts.
+        sts = make_client(self._source, "sts", settings=self._settings)
+        try:
+            creds = sts.assume_role(**kwargs)["Credentials"]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation="AssumeRole") from exc
+        finally:
+            sts.close()
         log.debug("assumed %s until %s", self._spec.role_arn, creds["Expiration"])
         return {
             "access_key": creds["AccessKeyId"],
@@ -128,9 +142,12 @@ class _AssumeRoleProvider(CredentialProvider):  # type: ignore[misc]
         }
 
     def load(self) -> RefreshableCredentials:
-        return LifetimeRefreshCredentials.create_from_metadata(
-            metadata=self._fetch(), refresh_using=self._fetch, method=self.METHOD
-        )
+        with self._lock:
+            if self._credentials is None:
+                self._credentials = LifetimeRefreshCredentials.create_from_metadata(
+                    metadata=self._fetch(), refresh_using=self._fetch, method=self.METHOD
+                )
+            return self._credentials
 
 
 _REGIONS_LOCK = threading.Lock()
@@ -149,8 +166,11 @@ def known_regions(session: boto3.Session) -> set[str]:
         return set(_REGIONS)
 
 
+RoleKey = tuple[str, "str | None"]
+
+
 class SessionFactory:
-    """Builds one explicit session per target; never touches boto3's default session.
+    """Builds explicit sessions; never touches boto3's default session.
 
     ``profile`` selects a named profile for the base credentials; ``None`` uses the
     standard chain (environment, shared files, SSO, container, instance metadata).
@@ -175,18 +195,27 @@ class SessionFactory:
         self.region = region or self._base.region_name
         if self.region:
             self.validate_region(self.region)
-        self._assumed: dict[tuple[str, str | None, str], boto3.Session] = {}
+        # One credentials provider per role (shared by its sessions: one AssumeRole),
+        # sessions per (role, region) held only while someone uses them.
+        self._roles: dict[RoleKey, _AssumeRoleProvider] = {}
+        self._assumed: weakref.WeakValueDictionary[tuple[str, str | None, str], boto3.Session]
+        self._assumed = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[tuple[str, str | None, str], boto3.Session] = OrderedDict()
+        self._profiles: dict[str, SessionFactory] = {}
 
     def _new_session(self, region: str | None) -> boto3.Session:
         kwargs: dict[str, Any] = {"region_name": region}
         if self._static:
             kwargs["aws_access_key_id"], kwargs["aws_secret_access_key"] = self._static
-        else:
-            kwargs["profile_name"] = self.profile
         try:
-            return boto3.Session(**kwargs)
+            bs = new_botocore_session(None if self._static else self.profile)
+            session = boto3.Session(botocore_session=bs, **kwargs)
+            if not self._static and self.profile:
+                bs.get_scoped_config()  # an unknown profile fails here, not at first use
         except BotoCoreError as exc:
             raise translate(exc) from exc
+        bind_account(session, f"profile:{self.profile or 'default'}")
+        return session
 
     @property
     def base(self) -> boto3.Session:
@@ -210,25 +239,39 @@ class SessionFactory:
     def assume(self, spec: AssumeRoleSpec, region: str | None = None) -> boto3.Session:
         """A session whose credentials come from AssumeRole and refresh before expiry.
 
-        Sessions are cached per (role, external id, region); STS is called lazily, on
-        the first request that needs credentials.
+        Credentials are fetched once per (role, external id), lazily, on the first
+        request that needs them, and shared by every session of that role; the session
+        for (role, external id, region) is the same while it is in use.
         """
         region = self.validate_region(region) if region else self.region
         key = (spec.role_arn, spec.external_id, region or "")
         with self._lock:
             cached = self._assumed.get(key)
             if cached is not None:
+                self._keep(key, cached)
                 return cached
-            bs = botocore.session.Session()
-            provider = _AssumeRoleProvider(self._base, spec, self.settings)
-            resolver = bs.get_component("credential_provider")
-            resolver.insert_before("env", provider)
+            provider = self._roles.get((spec.role_arn, spec.external_id))
+            if provider is None:
+                provider = _AssumeRoleProvider(self._base, spec, self.settings)
+                self._roles[(spec.role_arn, spec.external_id)] = provider
+            bs = new_botocore_session()
+            bs.get_component("credential_provider").insert_before("env", provider)
             sess = boto3.Session(botocore_session=bs, region_name=region)
+            bind_account(sess, spec.account_id)
             self._assumed[key] = sess
+            self._keep(key, sess)
             return sess
 
+    def _keep(self, key: tuple[str, str | None, str], session: boto3.Session) -> None:
+        self._recent[key] = session
+        self._recent.move_to_end(key)
+        while len(self._recent) > RECENT_SESSIONS:
+            self._recent.popitem(last=False)
+
     def for_target(self, target: Target) -> boto3.Session:
-        """The session for one target: assumed into its role if it has one."""
+        """The session for one target's credentials: assumed into its role if it has
+        one. One session serves every region of those credentials (clients are made
+        per region), in the factory's region by default."""
         if target.role_arn:
             spec = AssumeRoleSpec(
                 role_arn=target.role_arn,
@@ -236,16 +279,25 @@ class SessionFactory:
                 duration_seconds=self.duration_seconds,
                 external_id=target.external_id,
             )
-            return self.assume(spec, target.region)
+            return self.assume(spec)
         if target.profile and target.profile != self.profile:
-            other = SessionFactory(target.profile, target.region, self.settings)
-            return other.session(target.region)
-        return self.session(target.region)
+            with self._lock:
+                other = self._profiles.get(target.profile)
+                if other is None:
+                    other = SessionFactory(target.profile, self.region, self.settings)
+                    self._profiles[target.profile] = other
+            return other.base
+        return self._base
 
     def account_id(self, session: boto3.Session) -> str:
-        """The account of a session's credentials (one STS GetCallerIdentity call)."""
+        """The account of a session's credentials (one STS GetCallerIdentity call); the
+        session's EC2 rate buckets are keyed by it from then on."""
         sts = make_client(session, "sts", settings=self.settings)
         try:
-            return str(sts.get_caller_identity()["Account"])
+            account = str(sts.get_caller_identity()["Account"])
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, operation="GetCallerIdentity", region=session.region_name) from exc
+        finally:
+            sts.close()
+        bind_account(session, account)
+        return account

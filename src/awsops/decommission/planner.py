@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from awsops.clients import make_client
+from awsops.clients import TargetClients
 from awsops.config import Target
 from awsops.decommission import inspect, pricing
 from awsops.decommission.model import (
@@ -41,7 +41,7 @@ class AccountMismatchError(UsageError):
     """A target is labelled with an account its credentials do not reach."""
 
 
-LookupFactory = Callable[[Any, str], CloudTrailStopLookup]
+LookupFactory = Callable[[TargetClients, str], CloudTrailStopLookup]
 
 
 class TargetPlanner:
@@ -60,24 +60,23 @@ class TargetPlanner:
         self.now = now
         self.page_size = page_size
         self.lookup_factory = lookup_factory or (
-            lambda session, region: CloudTrailStopLookup(
-                make_client(session, "cloudtrail", region, factory.settings)
-            )
+            lambda clients, region: CloudTrailStopLookup(clients.get("cloudtrail"))
         )
         self._accounts: dict[tuple[str | None, str | None, str | None], str] = {}
         self._accounts_lock = threading.Lock()
+        self._account_locks: dict[tuple[str | None, str | None, str | None], threading.Lock] = {}
 
     def real_account(self, target: Target, session: Any) -> str:
         """The account the target's credentials reach (one GetCallerIdentity per way of
-        reaching an account, shared by its regions); refuses a target labelled with
-        another account."""
+        reaching an account, shared by its regions, even when they start together);
+        refuses a target labelled with another account."""
         key = (target.profile, target.role_arn, target.external_id)
         with self._accounts_lock:
+            lock = self._account_locks.setdefault(key, threading.Lock())
+        with lock:
             known = self._accounts.get(key)
-        if known is None:
-            known = self.factory.account_id(session)
-            with self._accounts_lock:
-                self._accounts[key] = known
+            if known is None:
+                known = self._accounts[key] = self.factory.account_id(session)
         if target.account_id and target.account_id != known:
             raise AccountMismatchError(
                 f"target {target.label} is labelled account {target.account_id}, but its "
@@ -86,10 +85,15 @@ class TargetPlanner:
         return known
 
     def __call__(self, target: Target) -> TargetPlan:
+        """Plan one target; its clients are closed when it is done."""
         session = self.factory.for_target(target)
-        region = target.region
         account = self.real_account(target, session)
-        ec2 = make_client(session, "ec2", region, self.factory.settings)
+        with TargetClients(session, target.region, self.factory.settings) as clients:
+            return self._plan(target, account, clients)
+
+    def _plan(self, target: Target, account: str, clients: TargetClients) -> TargetPlan:
+        region = target.region
+        ec2 = clients.get("ec2")
         lookup: CloudTrailStopLookup | None = None
         skipped: list[Decision] = []
         candidates: list[InstanceFacts] = []
@@ -103,7 +107,7 @@ class TargetPlanner:
                 and early.reason == SkipReason.STOP_TIME_UNKNOWN
                 and self.criteria.cloudtrail
             ):
-                lookup = lookup or self.lookup_factory(session, region)
+                lookup = lookup or self.lookup_factory(clients, region)
                 facts = dataclasses.replace(facts, **_stop_fields(lookup.lookup(facts.instance_id)))
                 early = eligible_before_attributes(facts, account, self.criteria, self.now)
             if early is not None:
@@ -112,8 +116,7 @@ class TargetPlanner:
                 candidates.append(facts)
         chosen: list[InstanceFacts] = []
         if candidates:
-            asg = make_client(session, "autoscaling", region, self.factory.settings)
-            for facts in inspect.enrich(ec2, asg, region, candidates):
+            for facts in inspect.enrich(ec2, clients.get("autoscaling"), region, candidates):
                 decision = decide(facts, account, self.criteria, self.now)
                 if decision.terminate:
                     chosen.append(facts)

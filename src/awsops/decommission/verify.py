@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from awsops import ec2ops
-from awsops.clients import make_client
+from awsops.clients import TargetClients
 from awsops.config import Target
 from awsops.decommission import inspect
 from awsops.decommission.journal import JournalState
@@ -139,10 +139,11 @@ def verify_target(
             f"credentials for {tp.label} reach account {account}, but the plan was made "
             f"for {tp.account_id}"
         )
-    ec2 = make_client(session, "ec2", tp.region, factory.settings)
-    once = make_client(
-        session, "ec2", tp.region, dataclasses.replace(factory.settings, max_attempts=1)
-    )
+    # ec2 and ec2_once go on to the executor with the work; the Auto Scaling client is
+    # needed only here and is closed before returning.
+    clients = TargetClients(session, tp.region, factory.settings)
+    ec2 = clients.get("ec2")
+    once = clients.get("ec2", dataclasses.replace(factory.settings, max_attempts=1))
     work = TargetWork(tp, ec2, ec2_once=once)
     current = inspect.describe_by_ids(ec2, tp.region, [f.instance_id for f in tp.chosen])
     matching: list[tuple[InstanceFacts, InstanceFacts]] = []
@@ -177,8 +178,11 @@ def verify_target(
             )
         matching.append((planned, now_facts))
     if matching:
-        asg = make_client(session, "autoscaling", tp.region, factory.settings)
-        for facts in inspect.enrich(ec2, asg, tp.region, [f for _, f in matching]):
+        with TargetClients(session, tp.region, factory.settings) as asg_clients:
+            enriched = inspect.enrich(
+                ec2, asg_clients.get("autoscaling"), tp.region, [f for _, f in matching]
+            )
+        for facts in enriched:
             decision = decide(facts, tp.account_id, criteria, now)
             if decision.terminate:
                 decision = decide(facts, tp.account_id, policy, now)

@@ -24,16 +24,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from awsops.clients import make_client
+from awsops.clients import TargetClients
 from awsops.config import Target
 from awsops.errors import NotFoundError, UsageError, aws_errors
-from awsops.fanout import DEFAULT_CONCURRENCY, TargetResult, run_targets
-from awsops.inventory.filters import Filter, build_params
+from awsops.fanout import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_ITEM_CONCURRENCY,
+    TargetResult,
+    map_concurrent,
+    run_targets,
+)
 from awsops.inventory.records import ACCOUNT_KEY, REGION_KEY, ShapeContext, annotate, plain
-from awsops.inventory.specs import KindSpec, get_kind
+from awsops.inventory.request import (
+    InventoryRequest,
+    InventorySummary,
+    Progress,
+    TargetCount,
+    scope_targets,
+)
 from awsops.paginate import CallCounter, compile_query, iter_pages
 from awsops.session import SessionFactory
 
@@ -42,104 +52,17 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 1000
 PROGRESS_INTERVAL = 0.1
 ClientFor = Callable[[Target, str], Any]
+ServiceClient = Callable[[str], Any]
 
-
-@dataclass(frozen=True)
-class InventoryRequest:
-    """What to list: a kind, its request parameters and how to cut the results.
-
-    Build it with :meth:`build`, which validates everything before any API call.
-    ``page_size`` None means the API's maximum for the kind.
-    """
-
-    kind: KindSpec
-    params: Mapping[str, Any] = field(default_factory=dict)
-    page_query: str | None = None  # JMESPath on each raw API page (--page-query)
-    page_size: int | None = None
-    max_items: int | None = None
-    with_attributes: bool = False
-
-    @classmethod
-    def build(
-        cls,
-        kind: str | KindSpec,
-        filters: Sequence[Filter] = (),
-        *,
-        page_query: str | None = None,
-        page_size: int | None = None,
-        max_items: int | None = None,
-        with_attributes: bool = False,
-    ) -> InventoryRequest:
-        """A validated request; raises one-line UsageErrors for bad input."""
-        spec = get_kind(kind) if isinstance(kind, str) else kind
-        params = build_params(spec, filters)
-        compile_query(page_query)
-        if page_size is not None and page_size < 1:
-            raise UsageError("--page-size must be at least 1")
-        if max_items is not None and max_items < 1:
-            raise UsageError("--max-items must be at least 1")
-        if with_attributes and not spec.attributes:
-            raise UsageError(f"{spec.name} has no per-item attributes to fetch")
-        if with_attributes and page_query:
-            raise UsageError("--with-attributes applies to records, not to --page-query results")
-        return cls(spec, params, page_query, page_size, max_items, with_attributes)
-
-    @property
-    def effective_page_size(self) -> int | None:
-        return self.page_size or self.kind.max_page_size
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A snapshot of a run for progress displays."""
-
-    targets_total: int
-    targets_done: int
-    pages: int
-    items: int
-    errors: int
-
-
-@dataclass(frozen=True)
-class InventorySummary:
-    """What a finished run did."""
-
-    items: int
-    pages: int
-    api_calls: int
-    targets: int
-    errors: int
-    seconds: float
-
-    def line(self) -> str:
-        """One human line, e.g. ``12 items, 3 pages, 5 API calls, 2 targets, 0 errors, 0.4s``."""
-        return (
-            f"{self.items} items, {self.pages} pages, {self.api_calls} API calls, "
-            f"{self.targets} targets, {self.errors} errors, {self.seconds:.1f}s"
-        )
-
-
-@dataclass(frozen=True)
-class TargetCount:
-    """What one target produced (records handed to the queue, pages read)."""
-
-    items: int
-    pages: int
-    stopped: bool = False
-
-
-def scope_targets(spec: KindSpec, targets: Sequence[Target]) -> list[Target]:
-    """``targets`` as the kind needs them: account-scoped kinds keep one per account."""
-    if spec.scope == "regional":
-        return list(targets)
-    seen: set[tuple[str | None, str | None, str | None]] = set()
-    out = []
-    for t in targets:
-        key = (t.account_id, t.role_arn, t.profile)
-        if key not in seen:
-            seen.add(key)
-            out.append(t)
-    return out
+__all__ = [
+    "InventoryRequest",
+    "InventoryRun",
+    "InventorySummary",
+    "Progress",
+    "TargetCount",
+    "collect",
+    "scope_targets",
+]
 
 
 class _Abandoned(Exception):
@@ -176,7 +99,7 @@ class InventoryRun:
         self.concurrency = concurrency
         self.counter = CallCounter()
         self.results: list[TargetResult[TargetCount]] = []
-        self._client_for = client_for or self._default_client
+        self._client_for = client_for
         self._on_progress = on_progress
         self._ctx = ShapeContext(now or dt.datetime.now(dt.timezone.utc))
         self._query = compile_query(request.page_query)
@@ -190,8 +113,6 @@ class InventoryRun:
         self._lock = threading.Lock()
         self._accounts: dict[str, str] = {}
         self._accounts_lock = threading.Lock()
-        self._sessions: dict[tuple[str | None, ...], tuple[threading.Lock, list[Any]]] = {}
-        self._sessions_lock = threading.Lock()
         self._pages = 0
         self._items = 0
         self._started = False
@@ -309,25 +230,7 @@ class InventoryRun:
                 continue
         return False
 
-    def _default_client(self, target: Target, service: str) -> Any:
-        """A client for the target, from one session per set of credentials.
-
-        Regions of one account share a session (its parsed service models and, for a
-        role, one AssumeRole): building a session per region re-reads every model.
-        Sessions are not thread-safe, so clients are built under the session's lock.
-        """
-        key = (target.role_arn, target.external_id, target.profile)
-        with self._sessions_lock:
-            entry = self._sessions.get(key)
-            if entry is None:
-                entry = self._sessions[key] = (threading.Lock(), [])
-        lock, holder = entry
-        with lock:
-            if not holder:
-                holder.append(self.factory.for_target(target))
-            return make_client(holder[0], service, target.region, self.factory.settings)
-
-    def _account_of(self, target: Target) -> str:
+    def _account_of(self, target: Target, client_of: ServiceClient) -> str:
         """The target's account id: from the target, else GetCallerIdentity once per
         set of base credentials (profile)."""
         if target.account_id:
@@ -337,19 +240,31 @@ class InventoryRun:
             known = self._accounts.get(key)
             if known is not None:
                 return known
-            sts: Any = self.counter.attach(self._client_for(target, "sts"))
+            sts: Any = self.counter.attach(client_of("sts"))
             with aws_errors(operation="GetCallerIdentity", region=target.region):
                 account = str(sts.get_caller_identity()["Account"])
             self._accounts[key] = account
             return account
 
     def _collect(self, target: Target) -> TargetCount:
-        """List one target, queueing its records. Runs in a worker thread."""
+        """List one target, queueing its records. Runs in a worker thread.
+
+        The target's clients come from its credentials' session (shared by the regions
+        of an account, with one AssumeRole) and are closed when the target is done;
+        injected clients (``client_for``) are the caller's to close."""
         if self._stop.is_set():
             return TargetCount(0, 0, stopped=True)
+        inject = self._client_for
+        if inject is not None:
+            return self._list(target, lambda service: inject(target, service))
+        session = self.factory.for_target(target)
+        with TargetClients(session, target.region, self.factory.settings) as clients:
+            return self._list(target, clients.get)
+
+    def _list(self, target: Target, client_of: ServiceClient) -> TargetCount:
         spec = self.spec
-        client = self.counter.attach(self._client_for(target, spec.service))
-        account = self._account_of(target)
+        client = self.counter.attach(client_of(spec.service))
+        account = self._account_of(target, client_of)
         region = spec.region_label or target.region
         items = pages = 0
         for page in iter_pages(
@@ -362,12 +277,7 @@ class InventoryRun:
             pages += 1
             with self._lock:
                 self._pages += 1
-            for value in self._values(page):
-                record = (
-                    annotate(value, account, region)
-                    if self._query is not None
-                    else self._record(client, value, account, region, target)
-                )
+            for record in self._records(client, page, account, region, target):
                 if not self._emit(record):
                     return TargetCount(items, pages, stopped=True)
                 items += 1
@@ -382,6 +292,30 @@ class InventoryRun:
             return []
         values = found if isinstance(found, list) else [found]
         return [v for v in values if v is not None]
+
+    def _records(
+        self, client: Any, page: Mapping[str, Any], account: str, region: str, target: Target
+    ) -> Iterator[Any]:
+        """The page's records, in page order. Per-item attribute calls run a few at a
+        time (their pace is the client's rate limiter's), a small batch before each hand
+        over, so a run that stops early (``max_items``) makes few calls it did not need."""
+        values = self._values(page)
+        if self._query is not None:
+            for value in values:
+                yield annotate(value, account, region)
+            return
+        if not self.request.with_attributes:
+            for value in values:
+                yield self._record(client, value, account, region, target)
+            return
+        step = DEFAULT_ITEM_CONCURRENCY
+        for start in range(0, len(values), step):
+            if self._stop.is_set():
+                return
+            yield from map_concurrent(
+                lambda value: self._record(client, value, account, region, target),
+                values[start : start + step],
+            )
 
     def _record(
         self, client: Any, item: Mapping[str, Any], account: str, region: str, target: Target
