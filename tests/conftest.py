@@ -39,6 +39,11 @@ os.environ.update(
     AWS_SHARED_CREDENTIALS_FILE=os.path.join(_GUARD_DIR, "credentials"),
     AWS_EC2_METADATA_DISABLED="true",
     AWSOPS_HOME=os.path.join(_GUARD_DIR, "home"),
+    # The EC2 rate limiter paces real accounts' request buckets; the sandbox has none,
+    # and a whole suite's calls share one key: 100 times the documented rates keeps it
+    # out of the way (tests/unit/test_ratelimit.py and the org-scale tests build their
+    # own limiters with the real shapes).
+    AWSOPS_EC2_RATE_SHARE="100",
 )
 
 _real_connect = socket.socket.connect
