@@ -179,6 +179,21 @@ def read_state() -> SandboxState | None:
     return state
 
 
+SANDBOX_EXTRA = "pip install 'awsops[sandbox]'"
+
+
+def require_moto() -> None:
+    """The sandbox runs moto; it is an optional extra (the library does not need it)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("moto")
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise UsageError(f"the sandbox needs moto, which is not installed: {SANDBOX_EXTRA}")
+
+
 def up(port: int = 0, host: str = "127.0.0.1", faults: str | None = None) -> SandboxState:
     """Start the sandbox (or return the running one). ``port`` 0 picks a free port.
 
@@ -188,6 +203,7 @@ def up(port: int = 0, host: str = "127.0.0.1", faults: str | None = None) -> San
     """
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError("the sandbox only listens on loopback (127.0.0.1, localhost or ::1)")
+    require_moto()
     proxy_spec, server_spec = parse_faults(faults)
     current = read_state()
     if current is not None and health(current.server_url):
