@@ -22,6 +22,7 @@ their lifetime, so they are refreshed during a run rather than on every call.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import weakref
 from collections import OrderedDict
@@ -46,6 +47,9 @@ DEFAULT_DURATION_SECONDS = 3600
 RECENT_SESSIONS = 32
 
 
+EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+
+
 @dataclass(frozen=True)
 class AssumeRoleSpec:
     """What to assume: validated on construction."""
@@ -61,6 +65,11 @@ class AssumeRoleSpec:
             raise UsageError("role session duration must be between 900 and 43200 seconds")
         if not 2 <= len(self.session_name) <= 64:
             raise UsageError("role session name must be 2 to 64 characters")
+        if self.external_id is not None and not EXTERNAL_ID_RE.match(self.external_id):
+            raise UsageError(
+                f"external id {self.external_id!r}: STS takes 2 to 1224 characters of "
+                "letters, digits and +=,.@:/-"
+            )
 
     @property
     def account_id(self) -> str:
@@ -192,6 +201,12 @@ class SessionFactory:
         self.duration_seconds = duration_seconds
         self._lock = threading.Lock()
         self._base = self._new_session(region)
+        if self.settings.endpoint_url is None and not self._static:
+            # A profile may name its own endpoint (endpoint_url in the config file):
+            # every session built here, assumed-role ones too, then goes there.
+            own = self._base._session.get_scoped_config().get("endpoint_url")
+            if own:
+                self.settings = self.settings.with_endpoint(str(own))
         self.region = region or self._base.region_name
         if self.region:
             self.validate_region(self.region)

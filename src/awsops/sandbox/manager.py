@@ -321,3 +321,17 @@ def require() -> SandboxState:
     if state is None or not health(state.server_url):
         raise UsageError("no sandbox is running: start it with `awsops sandbox up`")
     return state
+
+
+def sandbox_factory(region: str | None = None) -> Any:
+    """A :class:`~awsops.session.SessionFactory` for the running sandbox: its endpoint
+    and its dummy credentials (what ``awsops --sandbox`` uses)."""
+    from awsops.config import ClientSettings
+    from awsops.session import SessionFactory
+
+    state = require()
+    return SessionFactory(
+        region=region or SANDBOX_REGION,
+        settings=ClientSettings(endpoint_url=state.endpoint),
+        static_credentials=(SANDBOX_ACCESS_KEY, SANDBOX_SECRET_KEY),
+    )
