@@ -63,8 +63,15 @@ def assert_one_line_error(result: CliResult, *needles: str) -> None:
         assert needle in errors[0], errors[0]
 
 
-def run_on_terminal(args: list[str], timeout: float = 120) -> str:
-    """Run the CLI with stdout and stderr on a pseudo-terminal; everything it drew."""
+def run_on_terminal(
+    args: list[str],
+    timeout: float = 120,
+    answer: str | None = None,
+    prompt: str = "Type ",
+    expect_code: int = 0,
+) -> str:
+    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; everything it
+    drew. With ``answer``, it is typed (and Enter) once ``prompt`` appears."""
     import pty
     import re
     import select
@@ -74,13 +81,14 @@ def run_on_terminal(args: list[str], timeout: float = 120) -> str:
     env = {**os.environ, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "awsops", *args],
-        stdin=subprocess.DEVNULL,
+        stdin=follower if answer is not None else subprocess.DEVNULL,
         stdout=follower,
         stderr=follower,
         env=env,
     )
     os.close(follower)
     chunks: list[bytes] = []
+    typed = answer is None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([leader], [], [], 0.2)
@@ -92,9 +100,13 @@ def run_on_terminal(args: list[str], timeout: float = 120) -> str:
             if not data:
                 break
             chunks.append(data)
+            if not typed and prompt.encode() in b"".join(chunks):
+                os.write(leader, (str(answer) + "\r").encode())
+                typed = True
         elif proc.poll() is not None:
             break
     proc.wait(timeout=10)
     os.close(leader)
-    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    drawn = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == expect_code, (proc.returncode, drawn[-3000:])
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn)

@@ -498,3 +498,30 @@ def test_plan_and_apply_show_progress_with_known_totalsrun_on_terminal(
     drawn = run_on_terminal(["--sandbox", "decommission", "apply", str(plan_path), "--yes", *FAST])
     assert f"{volumes}/{volumes}" in drawn and "5/5" in drawn  # totals known up front
     assert "/?" not in drawn
+
+
+def test_the_confirmation_names_what_and_where_and_asks_for_account_and_count(
+    aws: Any, sandbox_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen: the confirmation asked only for the instance count, without the account or
+    the endpoint, and said N instances would be skipped without saying which."""
+    _seed(aws)
+    plan_path = _make_plan(aws, tmp_path, capsys)
+    planned = _planned_ids(plan_path)
+    drifted = sorted(planned)[0]
+    _ec2(aws).create_tags(Resources=[drifted], Tags=[{"Key": "team", "Value": "late"}])
+    before = _world(aws)
+    apply = ["--sandbox", "decommission", "apply", str(plan_path), *FAST]
+    # The count alone is not enough any more: nothing happens.
+    drawn = run_on_terminal(apply, answer="4", expect_code=3)
+    text = " ".join(drawn.split())
+    assert "4 to terminate in 123456789012 (the local sandbox)" in text
+    assert "skipped (drift 1)" in text and drifted in drawn and "tags changed: team" in text
+    assert "Type 123456789012 4 to back up and terminate 4 instance(s)" in text
+    assert "not confirmed: nothing was changed" in text
+    assert _world(aws) == before
+    # The account and the count: it goes ahead.
+    run_on_terminal(apply, answer="123456789012 4")
+    fleet = _fleet(aws)
+    assert {fleet[i][1] for i in planned - {drifted}} == {"terminated"}
+    assert fleet[drifted][1] == "stopped"
