@@ -140,7 +140,7 @@ def planned(plan: Mapping[str, Any]) -> set[str]:
     return {f["instance_id"] for t in plan["targets"] for f in t["terminate"]}
 
 
-def apply_args(plan: Path, *extra: str) -> list[str]:
+def apply_args(plan: Path, *extra: str, backup: str = "snapshots") -> list[str]:
     return cli(
         "--sandbox",
         "decommission",
@@ -148,7 +148,7 @@ def apply_args(plan: Path, *extra: str) -> list[str]:
         str(plan),
         "--yes",
         "--backup",
-        "snapshots",
+        backup,
         "--snapshot-delay",
         "0",
         "--terminate-delay",

@@ -8,9 +8,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from awsops.sandbox.manager import control
+from tests.reliability.apply_world import apply_args, make_plan, run
 from tests.reliability.conftest import Proxied
 
 REGION = "us-east-1"
@@ -103,3 +105,13 @@ def seed_mixed_fleet(proxied: Proxied, stopped_days: int = 60) -> Made:
         allocation,
         base64.b64encode(user_data.encode()).decode(),
     )
+
+
+def plan_all(path: Path) -> dict[str, Any]:
+    """A plan of the mixed fleet (every instance in it qualifies: no share cap)."""
+    return make_plan(path, [REGION], "--max-percent", "100")
+
+
+def apply_with_images(path: Path, *extra: str) -> Any:
+    """``decommission apply --backup image`` of a mixed-fleet plan."""
+    return run(apply_args(path, "--max-percent", "100", *extra, backup="image"))

@@ -5,56 +5,16 @@ each image (created, final, state), never from awsops' report."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from tests.reliability.apply_world import cli, rows, run
+from tests.reliability.apply_world import rows
 from tests.reliability.conftest import Proxied
-from tests.reliability.mixed_fleet import REGION, seed_mixed_fleet
+from tests.reliability.mixed_fleet import REGION, apply_with_images, plan_all, seed_mixed_fleet
 
 
-def _plan(path: Path) -> dict[str, Any]:
-    r = run(
-        cli(
-            "--sandbox",
-            "decommission",
-            "plan",
-            "--older-than",
-            "30d",
-            "--regions",
-            REGION,
-            "-o",
-            str(path),
-            "--max-percent",
-            "100",
-        )
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return dict(json.loads(path.read_text()))
-
-
-def _apply(path: Path, *extra: str) -> Any:
-    return run(
-        cli(
-            "--sandbox",
-            "decommission",
-            "apply",
-            str(path),
-            "--yes",
-            "--backup",
-            "image",
-            "--snapshot-delay",
-            "0.2",
-            "--terminate-delay",
-            "0",
-            "--output",
-            "jsonl",
-            "--max-percent",
-            "100",
-            *extra,
-        )
-    )
+def _apply(path: Path) -> Any:
+    return apply_with_images(path, "--snapshot-delay", "0.2")
 
 
 def _created(ledger: list[Any]) -> dict[str, str]:
@@ -79,7 +39,7 @@ def test_instances_are_terminated_only_after_their_image_is_available(
     proxied: Proxied, proxy_home: Path, tmp_path: Path
 ) -> None:
     made = seed_mixed_fleet(proxied)
-    plan = _plan(tmp_path / "plan.json")
+    plan = plan_all(tmp_path / "plan.json")
     chosen = {f["instance_id"] for t in plan["targets"] for f in t["terminate"]}
     assert chosen == set(made.instances.values())
     ec2 = proxied.direct("ec2", REGION)

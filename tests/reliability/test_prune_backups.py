@@ -15,7 +15,13 @@ from botocore.stub import Stubber
 from awsops.decommission.prune import create_recycle_bin_rule, recycle_bin_rules
 from tests.reliability.apply_world import cli, rows, run
 from tests.reliability.conftest import Proxied
-from tests.reliability.mixed_fleet import AMI, REGION, seed_mixed_fleet
+from tests.reliability.mixed_fleet import (
+    AMI,
+    REGION,
+    apply_with_images,
+    plan_all,
+    seed_mixed_fleet,
+)
 
 
 def _prune(*args: str) -> Any:
@@ -38,41 +44,8 @@ def test_prune_deletes_only_old_awsops_backups_and_only_when_asked(
 ) -> None:
     made = seed_mixed_fleet(proxied)
     path = tmp_path / "plan.json"
-    assert (
-        run(
-            cli(
-                "--sandbox",
-                "decommission",
-                "plan",
-                "--older-than",
-                "30d",
-                "--regions",
-                REGION,
-                "-o",
-                str(path),
-                "--max-percent",
-                "100",
-            )
-        ).returncode
-        == 0
-    )
-    applied = run(
-        cli(
-            "--sandbox",
-            "decommission",
-            "apply",
-            str(path),
-            "--yes",
-            "--backup",
-            "image",
-            "--snapshot-delay",
-            "0",
-            "--terminate-delay",
-            "0",
-            "--max-percent",
-            "100",
-        )
-    )
+    plan_all(path)
+    applied = apply_with_images(path, "--snapshot-delay", "0")
     assert applied.returncode == 0, applied.stderr[-2000:]
     plan_id = json.loads(path.read_text())["plan_id"]
     ec2 = proxied.direct("ec2", REGION)

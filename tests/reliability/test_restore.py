@@ -19,7 +19,13 @@ from typing import Any
 
 from tests.reliability.apply_world import cli, rows, run, start
 from tests.reliability.conftest import Proxied
-from tests.reliability.mixed_fleet import REGION, Made, seed_mixed_fleet
+from tests.reliability.mixed_fleet import (
+    REGION,
+    Made,
+    apply_with_images,
+    plan_all,
+    seed_mixed_fleet,
+)
 
 
 def _describe(ec2: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -45,39 +51,8 @@ def _decommission(proxied: Proxied, tmp_path: Path) -> tuple[Made, Path, dict[st
     ec2 = proxied.direct("ec2", REGION)
     before = _describe(ec2, list(made.instances.values()))
     path = tmp_path / "plan.json"
-    r = run(
-        cli(
-            "--sandbox",
-            "decommission",
-            "plan",
-            "--older-than",
-            "30d",
-            "--regions",
-            REGION,
-            "-o",
-            str(path),
-            "--max-percent",
-            "100",
-        )
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = run(
-        cli(
-            "--sandbox",
-            "decommission",
-            "apply",
-            str(path),
-            "--yes",
-            "--backup",
-            "image",
-            "--snapshot-delay",
-            "0",
-            "--terminate-delay",
-            "0",
-            "--max-percent",
-            "100",
-        )
-    )
+    plan_all(path)
+    r = apply_with_images(path, "--snapshot-delay", "0")
     assert r.returncode == 0, r.stderr[-2000:]
     return made, path, before
 
