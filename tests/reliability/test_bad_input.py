@@ -1,11 +1,16 @@
 """Bad input, table-driven: each case gives one ``error:`` line and a non-zero exit, and
 no API call that changes anything reaches AWS (counted at the fault proxy), and no
-instance changes state."""
+instance changes state.
+
+The fleet is seeded and planned once for the module: every case checks that it changed
+nothing, so they can share it; each case gets its own copy of the plan.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +21,8 @@ from awsops.decommission.planfile import canonical, checksum
 from awsops.decommission.signing import signing_key
 from tests.helpers import assert_one_line_error, invoke
 from tests.reliability.conftest import FIGURES, Proxied
-from tests.reliability.fleet import REGION, plan_fleet, seed_fleet, truth
+from tests.reliability.fleet import REGION, Instance, seed_fleet, truth
+from tests.reliability.storm_fleet import plan_regions
 
 Setup = Callable[[Path, Path], list[str]]  # (tmp dir, valid plan) -> CLI arguments
 
@@ -199,6 +205,21 @@ CASES = {
 }
 
 
+@dataclass(frozen=True)
+class Seeded:
+    before: dict[str, Instance]
+    plan: Path
+
+
+@pytest.fixture(scope="module")
+def seeded(
+    module_proxied: Proxied, module_proxy_home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Seeded:
+    before = seed_fleet(module_proxied, 24)
+    plan = plan_regions(tmp_path_factory.mktemp("bad-input") / "plan.json", [REGION])
+    return Seeded(before, plan)
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -208,16 +229,16 @@ CASES = {
 )
 def test_bad_input_is_refused_cleanly(
     name: str,
-    proxied: Proxied,
-    proxy_home: Path,
+    seeded: Seeded,
+    module_proxied: Proxied,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     case = CASES[name]
-    before = seed_fleet(proxied, 24)
-    plan = plan_fleet(tmp_path / "plan.json", capsys)
+    before = seeded.before
+    plan = Path(shutil.copy(seeded.plan, tmp_path / "plan.json"))
     args = case.setup(tmp_path, plan)
-    proxy = proxied.proxy
+    proxy = module_proxied.proxy
     proxy.stats.reset()
     proxy.set_spec(case.faults)
 
@@ -233,7 +254,7 @@ def test_bad_input_is_refused_cleanly(
     ]
     assert not mutating, mutating
     assert not proxy.stats.mutation_list()
-    assert {i: x.state for i, x in truth(proxied).items()} == {
+    assert {i: x.state for i, x in truth(module_proxied).items()} == {
         i: x.state for i, x in before.items()
     }
     FIGURES["bad input: cases refused"] += 1
