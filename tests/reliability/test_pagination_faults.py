@@ -1,7 +1,8 @@
 """Pagination through the fault proxy: every item exactly once, within a bounded number
 of calls, whatever mix of throttling, 5xx errors, resets and latency the proxy injects.
 
-The clients use awsops' production retry settings (adaptive mode, 10 attempts).
+The clients use awsops' production retry settings (adaptive mode, 10 attempts). The
+instances are seeded once for the module: every case only reads them.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ FAULT_MIXES = [
 ]
 
 
-def _seed_instances(proxied: Proxied) -> set[str]:
-    ec2 = proxied.direct("ec2")
+@pytest.fixture(scope="module")
+def seeded(module_proxied: Proxied) -> set[str]:
+    """RESERVATIONS reservations of PER_RESERVATION instances, straight into moto."""
+    ec2 = module_proxied.direct("ec2")
     ids: set[str] = set()
     for _ in range(RESERVATIONS):
         resp = ec2.run_instances(
@@ -39,9 +42,18 @@ def _seed_instances(proxied: Proxied) -> set[str]:
     return ids
 
 
+@pytest.fixture
+def proxied(module_proxied: Proxied) -> Proxied:
+    """The module's proxy, with its counters zeroed and no faults yet."""
+    module_proxied.proxy.set_spec("")
+    module_proxied.proxy.stats.reset()
+    return module_proxied
+
+
 @pytest.mark.parametrize("faults", FAULT_MIXES)
-def test_describe_instances_every_item_once(proxied: Proxied, faults: str) -> None:
-    seeded = _seed_instances(proxied)
+def test_describe_instances_every_item_once(
+    seeded: set[str], proxied: Proxied, faults: str
+) -> None:
     proxied.proxy.set_spec(faults)
     ec2 = proxied.client("ec2")
     counter = CallCounter()
@@ -102,8 +114,7 @@ def test_sts_throttling_is_retried(proxied: Proxied) -> None:
     assert snap["forwarded"]["sts:GetCallerIdentity"] == 6
 
 
-def test_truncated_bodies_are_retried(proxied: Proxied) -> None:
-    seeded = _seed_instances(proxied)
+def test_truncated_bodies_are_retried(seeded: set[str], proxied: Proxied) -> None:
     proxied.proxy.set_spec("truncate=0.2,seed=3")
     got = [
         i["InstanceId"]
@@ -126,12 +137,12 @@ def test_truncated_bodies_are_retried(proxied: Proxied) -> None:
     ],
 )
 def test_inventory_cli_loses_and_repeats_nothing(
+    seeded: set[str],
     proxied: Proxied,
-    proxy_home: Path,
+    module_proxy_home: Path,
     faults: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    seeded = _seed_instances(proxied)
     proxied.proxy.set_spec(faults)
     result = invoke(
         [
