@@ -3,7 +3,8 @@ no API call that changes anything reaches AWS (counted at the fault proxy), and 
 instance changes state.
 
 The fleet is seeded and planned once for the module: every case checks that it changed
-nothing, so they can share it; each case gets its own copy of the plan.
+nothing, so they can share it. Each case gets its own copy of the plan and of the awsops
+home the plan was made in (sandbox record, plan key), as if it had made them alone.
 """
 
 from __future__ import annotations
@@ -220,6 +221,15 @@ def seeded(
     return Seeded(before, plan)
 
 
+@pytest.fixture
+def case_home(
+    seeded: Seeded, module_proxy_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    home = Path(shutil.copytree(module_proxy_home, tmp_path / "awsops-home"))
+    monkeypatch.setenv("AWSOPS_HOME", str(home))
+    return home
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -230,6 +240,7 @@ def seeded(
 def test_bad_input_is_refused_cleanly(
     name: str,
     seeded: Seeded,
+    case_home: Path,
     module_proxied: Proxied,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],

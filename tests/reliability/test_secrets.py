@@ -135,7 +135,9 @@ def test_no_credential_is_ever_printed_or_written(
     assert any(s.startswith("ASIA") for s in tap.secrets)
     debug = "\n".join(r.stderr for r in results)
     assert "botocore" in debug and "****" in debug  # debug logs were on, and redacted
-    assert plan.exists() and any(p.name.endswith(".journal.jsonl") for p in tmp_path.iterdir())
+    # The plan and the journal (in the awsops home, by plan id) were written and searched.
+    journals = [str(p) for p in proxy_home.glob("plans/*/journal.jsonl")]
+    assert plan.exists() and journals and all(j in texts for j in journals), journals
     assert not _leaks(tap.secrets, texts)
     record_proxy(proxied.proxy)
     FIGURES["secrets: credentials watched"] += len(tap.secrets)
