@@ -48,7 +48,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 if TYPE_CHECKING:
     from tests.reliability.conftest import Proxied
-    from tests.reliability.storm_fleet import Fleets
 
 PHASES = ("inventory", "plan", "apply")
 MUTATING = ("ec2:CreateSnapshot", "ec2:TerminateInstances")
@@ -138,24 +137,22 @@ def one_case(
     work: Path,
 ) -> Run:
     """Seed a fresh fleet, then list, plan and apply it under ``spec``."""
-    from tests.reliability.fleet import expected_choice, planned_ids
-    from tests.reliability.storm_fleet import (
-        apply_calls,
-        assert_decommissioned_in_regions,
-        bounded,
-        every_instance,
-        plan_calls,
-        seed_regions,
+    from tests.reliability.apply_world import (
+        assert_exactly_decommissioned,
+        expected_choice,
+        planned,
+        seed,
+        truth,
     )
+    from tests.reliability.storm_checks import apply_calls, bounded, plan_calls
 
     from awsops.sandbox import manager
 
     run = Run(case)
     manager.reset(proxied.aws.endpoint)
     started = time.monotonic()
-    fleets: Fleets = seed_regions(proxied, regions, per_region)
-    every = every_instance(fleets)
-    print(f"  {case} / seed: {len(every)} instances in {time.monotonic() - started:.1f}s")
+    fleet = seed(proxied, regions, per_region)
+    print(f"  {case} / seed: {len(fleet)} instances in {time.monotonic() - started:.1f}s")
     proxied.proxy.set_spec(spec)
     where = ",".join(regions)
 
@@ -166,7 +163,7 @@ def one_case(
         lambda: awsops(env, "inventory", "ec2-instances", "--regions", where, "--output", "jsonl"),
     )
     ids = [json.loads(line)["instance_id"] for line in listed.stdout.splitlines() if line]
-    run.check("every instance listed once", lambda: sorted(ids) == sorted(every))
+    run.check("every instance listed once", lambda: sorted(ids) == sorted(fleet))
 
     plan = work / f"plan-{case}.json"
     timed(
@@ -177,13 +174,13 @@ def one_case(
             env, "decommission", "plan", "--older-than", "30d", "--regions", where, "-o", str(plan)
         ),
     )
-    planned = planned_ids(plan) if plan.exists() else set()
+    chosen = planned(json.loads(plan.read_text())) if plan.exists() else set()
     snap = run.phases["plan"].stats
     run.check(
-        "plan chooses exactly the expected instances", lambda: planned == expected_choice(every)
+        "plan chooses exactly the expected instances", lambda: chosen == expected_choice(fleet)
     )
     run.check("no mutating call at plan", lambda: not proxied.proxy.stats.mutation_list())
-    for action, n in plan_calls(fleets).items():
+    for action, n in plan_calls(fleet).items():
         run.check(f"{action} x {n} at plan", lambda a=action, n=n: snap["forwarded"].get(a) == n)
 
     args = ["decommission", "apply", str(plan), "--yes", "--batch-size", str(batch_size)]
@@ -193,9 +190,13 @@ def one_case(
     records = proxied.proxy.stats.mutation_list()
     run.check(
         "planned instances terminated once each after completed snapshots, nothing else touched",
-        lambda: assert_decommissioned_in_regions(proxied, fleets, planned, records) is not None,
+        lambda: assert_exactly_decommissioned(proxied, regions, fleet, chosen, records),
     )
-    for action, n in apply_calls(fleets, planned, batch_size).items():
+    after = truth(proxied, regions)
+    run.check(
+        "planned instances terminated", lambda: {after[i].state for i in chosen} <= {"terminated"}
+    )
+    for action, n in apply_calls(fleet, chosen, batch_size).items():
         run.check(f"{action} x {n} at apply", lambda a=action, n=n: snap["forwarded"].get(a) == n)
     for name in PHASES:
         stats = run.phases[name].stats
@@ -204,7 +205,7 @@ def one_case(
 
 
 def report(runs: list[Run]) -> None:
-    from tests.reliability.storm_fleet import throttled
+    from tests.reliability.storm_checks import throttled
 
     base = next((r for r in runs if r.case == "baseline"), None)
     print()

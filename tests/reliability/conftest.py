@@ -47,14 +47,11 @@ class Proxied:
     """Handles for a test that talks to moto through the fault proxy.
 
     ``settings`` are awsops' production defaults (adaptive retries, 10 attempts); the
-    ``direct`` clients bypass the proxy, for seeding and for checking the truth.
-    ``region`` is where clients go when no region is named (``dataclasses.replace``
-    gives the same handles for another region).
+    ``direct_*`` helpers bypass the proxy, for seeding and for checking the truth.
     """
 
     proxy: FaultProxy
     aws: Aws
-    region: str = "us-east-1"
 
     @property
     def endpoint(self) -> str:
@@ -66,26 +63,22 @@ class Proxied:
 
         return ClientSettings(endpoint_url=self.proxy.url)
 
-    def factory(self, region: str | None = None) -> Any:
+    def factory(self, region: str = "us-east-1") -> Any:
         from awsops.session import SessionFactory
 
         return SessionFactory(
-            region=region or self.region,
-            settings=self.settings,
-            static_credentials=("testing", "testing"),
+            region=region, settings=self.settings, static_credentials=("testing", "testing")
         )
 
-    def client(self, service: str, region: str | None = None) -> Any:
+    def client(self, service: str, region: str = "us-east-1") -> Any:
         from awsops.clients import make_client
 
-        region = region or self.region
         return make_client(self.factory(region).session(region), service, region, self.settings)
 
-    def direct(self, service: str, region: str | None = None) -> Any:
+    def direct(self, service: str, region: str = "us-east-1") -> Any:
         from awsops.clients import make_client
         from awsops.config import ClientSettings
 
-        region = region or self.region
         settings = ClientSettings(endpoint_url=self.aws.endpoint, max_attempts=3)
         return make_client(self.aws.session(region), service, region, settings)
 

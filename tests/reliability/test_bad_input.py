@@ -21,9 +21,9 @@ import pytest
 from awsops.decommission.planfile import canonical, checksum
 from awsops.decommission.signing import signing_key
 from tests.helpers import assert_one_line_error, invoke
+from tests.reliability.apply_world import make_plan
 from tests.reliability.conftest import FIGURES, Proxied
 from tests.reliability.fleet import REGION, Instance, seed_fleet, truth
-from tests.reliability.storm_fleet import plan_regions
 
 Setup = Callable[[Path, Path], list[str]]  # (tmp dir, valid plan) -> CLI arguments
 
@@ -217,7 +217,8 @@ def seeded(
     module_proxied: Proxied, module_proxy_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Seeded:
     before = seed_fleet(module_proxied, 24)
-    plan = plan_regions(tmp_path_factory.mktemp("bad-input") / "plan.json", [REGION])
+    plan = tmp_path_factory.mktemp("bad-input") / "plan.json"
+    make_plan(plan, [REGION])
     return Seeded(before, plan)
 
 

@@ -21,21 +21,20 @@ from typing import Any
 
 import pytest
 
+from awsops.sandbox.faults import FaultProxy
 from tests.helpers import invoke
-from tests.reliability.conftest import FIGURES, Proxied, record_proxy, scaled
-from tests.reliability.fleet import apply_fleet_plan, expected_choice, planned_ids
-from tests.reliability.storm_fleet import (
-    REGIONS,
-    Fleets,
-    apply_calls,
-    assert_decommissioned_in_regions,
-    bounded,
-    every_instance,
-    plan_calls,
-    plan_regions,
-    seed_regions,
-    throttled,
+from tests.reliability.apply_world import (
+    Instance,
+    assert_exactly_decommissioned,
+    expected_choice,
+    make_plan,
+    planned,
+    seed,
+    truth,
 )
+from tests.reliability.conftest import FIGURES, Proxied, record_proxy, scaled
+from tests.reliability.fleet import apply_fleet_plan
+from tests.reliability.storm_checks import REGIONS, apply_calls, bounded, plan_calls, throttled
 
 PER_REGION = scaled(60, minimum=24)
 # EC2's buckets at 6% of their size and refill, per region and action:
@@ -48,10 +47,17 @@ STORM = "bucket=ec2,bucket_scale=0.06,throttle=0.05,seed=4"
 BATCH = 1
 
 
+def storm(proxy: FaultProxy) -> FaultProxy:
+    """Zero the proxy's counters and let the storm begin."""
+    proxy.stats.reset()
+    proxy.set_spec(STORM)
+    return proxy
+
+
 @pytest.fixture(scope="module")
-def fleet(module_proxied: Proxied) -> Fleets:
-    before = seed_regions(module_proxied, REGIONS, PER_REGION)
-    assert [len(before[r]) for r in REGIONS] == [PER_REGION] * len(REGIONS)
+def fleet(module_proxied: Proxied) -> dict[str, Instance]:
+    before = seed(module_proxied, REGIONS, PER_REGION)
+    assert len(before) == PER_REGION * len(REGIONS)
     return before
 
 
@@ -65,30 +71,28 @@ class Planned:
 
 @pytest.fixture(scope="module")
 def storm_plan(
-    fleet: Fleets, module_proxied: Proxied, module_proxy_home: Path, tmp_path_factory: Any
+    fleet: dict[str, Instance],
+    module_proxied: Proxied,
+    module_proxy_home: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Planned:
     """``decommission plan`` of every region under the storm, made once."""
-    proxy = module_proxied.proxy
-    proxy.stats.reset()
-    proxy.set_spec(STORM)
+    proxy = storm(module_proxied.proxy)
     started = time.monotonic()
-    plan = plan_regions(tmp_path_factory.mktemp("storm") / "plan.json", REGIONS)
+    path = tmp_path_factory.mktemp("storm") / "plan.json"
+    chosen = planned(make_plan(path, REGIONS))
     FIGURES["storm: plan seconds"] += round(time.monotonic() - started)
     record_proxy(proxy)
-    return Planned(
-        plan, planned_ids(plan), proxy.stats.snapshot(), len(proxy.stats.mutation_list())
-    )
+    return Planned(path, chosen, proxy.stats.snapshot(), len(proxy.stats.mutation_list()))
 
 
 def test_inventory_of_every_region_under_the_storm(
-    fleet: Fleets,
+    fleet: dict[str, Instance],
     module_proxied: Proxied,
     module_proxy_home: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    proxy = module_proxied.proxy
-    proxy.stats.reset()
-    proxy.set_spec(STORM)
+    proxy = storm(module_proxied.proxy)
     started = time.monotonic()
     result = invoke(
         [
@@ -106,8 +110,7 @@ def test_inventory_of_every_region_under_the_storm(
     )
     assert result.code == 0, result.stderr
     ids = [json.loads(line)["instance_id"] for line in result.stdout.splitlines() if line]
-    every = every_instance(fleet)
-    assert len(ids) == len(set(ids)) == len(every) and set(ids) == set(every)
+    assert len(ids) == len(set(ids)) == len(fleet) and set(ids) == set(fleet)
     snap = proxy.stats.snapshot()
     assert throttled(snap, "ec2:DescribeInstances") > 0, snap["faults_by_action"]
     assert bounded(snap), snap
@@ -117,11 +120,10 @@ def test_inventory_of_every_region_under_the_storm(
 
 
 def test_plan_under_the_storm_chooses_exactly_and_changes_nothing(
-    fleet: Fleets, storm_plan: Planned
+    fleet: dict[str, Instance], storm_plan: Planned
 ) -> None:
-    every = every_instance(fleet)
-    assert storm_plan.ids == expected_choice(every)
-    assert {r for r, f in fleet.items() if storm_plan.ids & set(f)} == set(REGIONS)
+    assert storm_plan.ids == expected_choice(fleet)
+    assert {fleet[i].region for i in storm_plan.ids} == set(REGIONS)
     assert storm_plan.mutations == 0  # read-only: no mutating call reached EC2
     snap = storm_plan.stats
     for action, n in plan_calls(fleet).items():
@@ -129,38 +131,38 @@ def test_plan_under_the_storm_chooses_exactly_and_changes_nothing(
     # The per-candidate reads outrun their buckets in every region.
     assert throttled(snap, "ec2:DescribeInstanceAttribute") >= len(REGIONS), snap["faults"]
     assert bounded(snap), snap
-    FIGURES["storm: fleet planned"] += len(every)
+    FIGURES["storm: fleet planned"] += len(fleet)
 
 
 def test_apply_under_the_storm_terminates_exactly_the_plan_once_after_backups(
-    fleet: Fleets,
+    fleet: dict[str, Instance],
     storm_plan: Planned,
     module_proxied: Proxied,
     module_proxy_home: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    proxy = module_proxied.proxy
-    proxy.stats.reset()
-    proxy.set_spec(STORM)
-    planned = storm_plan.ids
+    proxy = storm(module_proxied.proxy)
+    chosen = storm_plan.ids
     started = time.monotonic()
     apply_fleet_plan(storm_plan.path, capsys, "--batch-size", str(BATCH))
-    ledger = assert_decommissioned_in_regions(
-        module_proxied, fleet, planned, proxy.stats.mutation_list()
+    ledger = assert_exactly_decommissioned(
+        module_proxied, REGIONS, fleet, chosen, proxy.stats.mutation_list()
     )
+    after = truth(module_proxied, REGIONS)
+    assert {after[i].state for i in chosen} == {"terminated"}  # and done, not shutting down
 
     snap = proxy.stats.snapshot()
     assert bounded(snap), snap
     # Exact where it matters: no mutation was repeated (see apply_calls).
-    for action, n in apply_calls(fleet, planned, BATCH).items():
+    for action, n in apply_calls(fleet, chosen, BATCH).items():
         assert snap["forwarded"][action] == n, action
     # ... although EC2 refused the mutating calls again and again.
     snapshot_throttles = throttled(snap, "ec2:CreateSnapshot")
     terminate_throttles = throttled(snap, "ec2:TerminateInstances")
     assert snapshot_throttles >= len(REGIONS), snap["faults_by_action"]
     assert terminate_throttles >= 1, snap["faults_by_action"]
-    record_proxy(proxy, items_checked=len(every_instance(fleet)))
-    FIGURES["storm: instances terminated"] += len(planned)
+    record_proxy(proxy, items_checked=len(fleet))
+    FIGURES["storm: instances terminated"] += len(chosen)
     FIGURES["storm: snapshots checked"] += len(ledger.snapshots_created)
     FIGURES["storm: CreateSnapshot calls throttled"] += snapshot_throttles
     FIGURES["storm: TerminateInstances calls throttled"] += terminate_throttles

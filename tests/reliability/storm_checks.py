@@ -1,0 +1,52 @@
+"""What the proxy must count when a demo fleet over several regions is planned and
+applied (``apply_world.py`` seeds it and judges the outcome): the storm suite's and
+``benchmarks/storm.py``'s exact call counts and bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tests.reliability.apply_world import Instance
+
+REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2", "us-west-2")
+# Instances the planner reads termination protection for: the long-stopped ones without a
+# protection tag, outside Auto Scaling (the chosen ones and the API-protected ones).
+ATTRIBUTE_CANDIDATES = frozenset({"stopped-45d", "stopped-200d", "termination-protected"})
+
+
+def plan_calls(fleet: Mapping[str, Instance]) -> dict[str, int]:
+    """Calls that must reach EC2, exactly, to plan ``fleet``: termination protection is
+    read once per candidate (EC2 has no batch form of DescribeInstanceAttribute)."""
+    candidates = sum(1 for inst in fleet.values() if inst.category in ATTRIBUTE_CANDIDATES)
+    return {"ec2:DescribeInstanceAttribute": candidates}
+
+
+def apply_calls(fleet: Mapping[str, Instance], chosen: set[str], batch_size: int) -> dict[str, int]:
+    """Calls that must reach EC2, exactly, to apply the plan of ``chosen``: protection is
+    read again once per planned instance; one CreateSnapshot per deletable volume and one
+    TerminateInstances per batch, plus one DryRun probe of each per region with work.
+    More would mean a mutation was repeated."""
+    per_region: dict[str, int] = {}
+    for iid in chosen:
+        per_region[fleet[iid].region] = per_region.get(fleet[iid].region, 0) + 1
+    return {
+        "ec2:DescribeInstanceAttribute": len(chosen),
+        "ec2:CreateSnapshot": sum(len(fleet[i].deletable_volumes) for i in chosen)
+        + len(per_region),
+        "ec2:TerminateInstances": sum(-(-n // batch_size) for n in per_region.values())
+        + len(per_region),
+    }
+
+
+def throttled(snap: Mapping[str, Any], action: str) -> int:
+    """Calls of ``action`` (``service:Action``) that a token bucket or the random
+    throttle refused, from the proxy's counters."""
+    faults = snap["faults_by_action"].get(action, {})
+    return int(faults.get("bucket", 0) + faults.get("throttle", 0))
+
+
+def bounded(snap: Mapping[str, Any]) -> bool:
+    """Each call that got through was throttled a few times at most: calls sent are
+    within 3 per call answered (plus 10)."""
+    return bool(snap["total_calls"] <= 3 * sum(snap["forwarded"].values()) + 10)
