@@ -198,6 +198,82 @@ def worlds(draw: st.DrawFn) -> World:
     )
 
 
+# Worlds every run tries first (hypothesis's explicit examples), one per way a broken
+# safety check would show, whatever the generated examples happen to reach.
+
+
+def spec(target: int = 0, **changes: Any) -> InstanceSpec:
+    """An eligible instance (stopped 200 days, dated reason, one volume to back up)."""
+    base: dict[str, Any] = {
+        "target": target,
+        "stopped_days": 200,
+        "reason": "gmt",
+        "protect_tag": None,
+        "api_protected": False,
+        "asg": None,
+        "team": None,
+        "root_dot": True,
+        "data_dot": False,
+        "excluded_in_plan": False,
+        "excluded_at_apply": False,
+        "drift": None,
+    }
+    return InstanceSpec(**{**base, **changes})
+
+
+def world(*instances: InstanceSpec, **changes: Any) -> World:
+    base: dict[str, Any] = {
+        "instances": instances,
+        "plan": Rules(older_than_days=30),
+        "apply": Rules(older_than_days=1),
+        "backups": "instant",
+        "snapshot_error": 0.0,
+        "faults": "",
+        "seed": 1,
+        "batch_size": 2,
+        "switched_credentials": False,
+    }
+    return World(**{**base, **changes})
+
+
+_DESCRIBED = [d for d in DRIFTS if d in DESCRIBED_DRIFT]  # in a fixed order
+EXAMPLES = (
+    # Backups still pending when apply stops waiting: nothing with a volume terminated.
+    world(spec(0), spec(0, data_dot=True), spec(2, root_dot=False), backups="stuck"),
+    # Backups that fail (every snapshot ends in error), after a pending while.
+    world(spec(1), spec(3, data_dot=True), backups="pending", snapshot_error=1.0),
+    # What only apply's own re-check stops: protection through the API since the plan,
+    # apply's policy (exclusions, an account denied, a protection tag), and two controls.
+    world(
+        spec(0, drift="api-protected"),
+        spec(0, excluded_at_apply=True),
+        spec(1, protect_tag="Keep"),
+        spec(1, team="a"),
+        spec(2),
+        spec(0),
+        apply=Rules(
+            older_than_days=1,
+            protect_tags=(*DEFAULT_PROTECT, "Keep"),
+            deny=(ACCOUNT_B,),
+            exclude_tags={"team": "a"},
+        ),
+    ),
+    # Drift that DescribeInstances shows, one of each kind, and a control.
+    world(*(spec(n % len(TARGETS), drift=d) for n, d in enumerate(_DESCRIBED)), spec(3)),
+    # Base credentials that now reach the other account: apply must change nothing.
+    world(spec(0), spec(1), spec(2), spec(3), switched_credentials=True),
+    # Faults at the proxy while snapshots are pending.
+    world(
+        spec(0, data_dot=True),
+        spec(2, data_dot=True),
+        spec(3),
+        backups="pending",
+        faults="throttle=0.1,error5xx=0.1,reset=0.1,seed=3",
+        batch_size=1,
+    ),
+)
+
+
 # --- the oracle ----------------------------------------------------------------------
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,12 +53,15 @@ import botocore.loaders
 import botocore.retries.standard
 import botocore.session
 import pytest
-from hypothesis import given
-from tests.hypothesis_profiles import profile_name, profile_settings
+from hypothesis import example, given
+from tests.hypothesis_profiles import profile_name, profile_seed, profile_settings
 from tests.ledger_checks import TERMINATING, Fate, Ledger, backup_violations, witness
 from tests.property_fleet import (
     BACKUPS,
+    EXAMPLES,
     REGIONS,
+    InstanceSpec,
+    Rules,
     Sandbox,
     Seeded,
     Truth,
@@ -79,11 +82,11 @@ from tests.property_fleet import drift as drift_world
 from awsops.config import ClientSettings, Target
 from awsops.decommission import backup
 from awsops.decommission.executor import ApplyOptions, apply_plan
-from awsops.decommission.model import EndpointKind, PlanEndpoint
+from awsops.decommission.model import EndpointKind, Plan, PlanEndpoint
 from awsops.decommission.planfile import load_plan, write_plan
 from awsops.decommission.planner import build_plan
 from awsops.errors import PlanError
-from awsops.sandbox.faults import FaultProxy
+from awsops.sandbox.faults import CallInfo, FaultProxy
 from awsops.sandbox.manager import control, reset
 from awsops.session import SessionFactory
 
@@ -118,7 +121,9 @@ def env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         mp.setattr(
             botocore.client.ClientCreator,
             "_create_client_class",
-            _shared_client_classes(botocore.client.ClientCreator._create_client_class),
+            _shared_client_classes(
+                getattr(botocore.client.ClientCreator, "_create_client_class")  # noqa: B009
+            ),
         )
         mp.setattr(backup, "SETTLE_DELAY", 0.01)
         reset(moto_server)
@@ -127,6 +132,17 @@ def env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 yield Env(moto_server, proxy, targets, work, Sandbox(moto_server, moto_server))
         finally:
             reset(moto_server)
+
+
+def examples(worlds: Sequence[World]) -> Callable[[Any], Any]:
+    """Hypothesis's ``@example`` for each of ``worlds``."""
+
+    def add(test: Any) -> Any:
+        for w in reversed(worlds):
+            test = example(world=w)(test)
+        return test
+
+    return add
 
 
 def _shared_client_classes(create: Callable[..., type]) -> Callable[..., type]:
@@ -202,7 +218,9 @@ def _note_reach(
 
 
 @profile_settings()
+@profile_seed()
 @given(world=worlds())
+@examples(EXAMPLES)
 def test_only_eligible_instances_are_terminated_after_completed_backups(
     env: Env, world: World
 ) -> None:
@@ -214,19 +232,20 @@ def test_only_eligible_instances_are_terminated_after_completed_backups(
     try:
         seed(box, world, now, seeded)
         _check_world(env, world, seeded, now)
+    except BaseException:
+        REACHED["failed examples"] += 1
+        raise
     finally:
         control(env.server_url, "faults", None, method="DELETE")
         proxy.set_spec("")
         clean_up(box, world, seeded)
 
 
-def _check_world(env: Env, world: World, seeded: Seeded, now: dt.datetime) -> None:
-    proxy, box, ids = env.proxy, env.box, seeded.ids
-    credentials = box.other_account_key() if world.switched_credentials else ("testing", "testing")
-
-    # Plan, straight against moto, through a signed plan file.
+def _plan(env: Env, world: World, ids: list[str], now: dt.datetime) -> Plan:
+    """Plan, straight against moto, through a signed plan file; it must choose what the
+    model chooses."""
     plan = build_plan(
-        box.factory,
+        env.box.factory,
         env.targets,
         plan_criteria(world, ids),
         now=now,
@@ -240,6 +259,13 @@ def _check_world(env: Env, world: World, seeded: Seeded, now: dt.datetime) -> No
     assert chosen == model, (
         f"the plan and the model differ on {chosen ^ model}\n{world.describe()}\nids {ids}"
     )
+    return plan
+
+
+def _check_world(env: Env, world: World, seeded: Seeded, now: dt.datetime) -> None:
+    proxy, box, ids = env.proxy, env.box, seeded.ids
+    credentials = box.other_account_key() if world.switched_credentials else ("testing", "testing")
+    plan = _plan(env, world, ids, now)
 
     drift_world(box, world, seeded)
     before = truth(box, seeded)
@@ -261,12 +287,13 @@ def _check_world(env: Env, world: World, seeded: Seeded, now: dt.datetime) -> No
     proxy.set_spec(world.faults)
     options = _options(world, ids)
     journal = env.work / f"{plan.plan_id}.journal.jsonl"
+    refusal: PlanError | None = None
     try:
-        if refused(world):
-            with pytest.raises(PlanError, match="reach account"):
-                apply_plan(plan, _apply_factory(env, credentials), options, journal)
-        else:
-            apply_plan(plan, _apply_factory(env, credentials), options, journal)
+        apply_plan(plan, _apply_factory(env, credentials), options, journal)
+    except PlanError as exc:
+        if not refused(world):
+            raise
+        refusal = exc
     finally:
         proxy.set_spec("")
     after = truth(box, seeded)
@@ -309,8 +336,9 @@ def _check_world(env: Env, world: World, seeded: Seeded, now: dt.datetime) -> No
     for iid, t in after.items():
         if iid not in began:
             assert t.state == before[iid].state, f"{iid}: {before[iid].state} -> {t.state}{context}"
-    if refused(world):
+    if refused(world):  # nothing changed anywhere (ledger), and apply said why
         assert not led.records, f"a refused plan changed things: {led.records}{context}"
+        assert refusal is not None and "reach account" in str(refusal), f"{refusal}{context}"
 
 
 # Each kind of example the property test is meant to search; the derandomized CI
@@ -331,8 +359,88 @@ SCENARIOS = (
 def test_the_examples_searched_every_scenario() -> None:
     """Runs after the property test (same module, same process): the examples it
     generated reached each scenario at least once."""
-    if not REACHED["examples"]:
-        pytest.skip("the property test did not run in this process")
+    if not REACHED["examples"] or REACHED["failed examples"]:
+        pytest.skip("the property test did not run in this process, or failed")
     missing = [s for s in SCENARIOS if not REACHED[s]]
     assert not missing, f"profile {profile_name()}: never reached {missing}: {dict(REACHED)}"
     assert REACHED["examples"] >= 100 or profile_name() != "ci", dict(REACHED)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="awsops bug: SnapshotBackups.wait waits for all of a target's snapshots in one "
+    "wait_many('snapshot_completed'); botocore's SnapshotCompleted waiter fails as soon as "
+    "one snapshot is 'error', so the wait ends there and every snapshot still 'pending' "
+    "is reported SnapshotIncomplete and its instance is not terminated, although its "
+    "backup completes a moment later (a re-run of apply terminates it)",
+)
+def test_a_failed_snapshot_does_not_cut_short_the_wait_for_the_others(env: Env) -> None:
+    """Two eligible instances in one target, one volume each to back up. The first
+    snapshot fails (the server's backup fault), the second completes 0.35 s later (the
+    proxy slows each CreateSnapshot by 0.3 s). The second instance's backup completed,
+    so it must be terminated; the first, kept."""
+    eligible = InstanceSpec(
+        target=0,
+        stopped_days=200,
+        reason="gmt",
+        protect_tag=None,
+        api_protected=False,
+        asg=None,
+        team=None,
+        root_dot=True,
+        data_dot=False,
+        excluded_in_plan=False,
+        excluded_at_apply=False,
+        drift=None,
+    )
+    world = World(
+        instances=(eligible, eligible),
+        plan=Rules(older_than_days=30),
+        apply=Rules(older_than_days=1),
+        backups="pending",
+        snapshot_error=1.0,
+        faults="",
+        seed=5,
+        batch_size=1,
+        switched_credentials=False,
+    )
+    proxy, box = env.proxy, env.box
+    proxy.stats.reset()
+    now = dt.datetime.now(dt.timezone.utc)
+    seeded = Seeded()
+
+    def only_the_first_fails(info: CallInfo, status: int, body: bytes) -> None:
+        if info.action == "CreateSnapshot" and status < 300:
+            control(env.server_url, "faults", {"snapshot_error": 0.0})
+
+    try:
+        seed(box, world, now, seeded)
+        plan = _plan(env, world, seeded.ids, now)
+        control(
+            env.server_url,
+            "faults",
+            {"snapshot_delay": 0.6, "snapshot_error": 1.0, "seed": world.seed},
+        )
+        proxy.set_spec("latency=300ms,only=CreateSnapshot")
+        proxy.taps.append(only_the_first_fails)
+        apply_plan(
+            plan,
+            _apply_factory(env, ("testing", "testing")),
+            _options(world, seeded.ids),
+            env.work / f"{plan.plan_id}.journal.jsonl",
+        )
+    finally:
+        proxy.taps.clear()
+        control(env.server_url, "faults", None, method="DELETE")
+        proxy.set_spec("")
+        after = truth(box, seeded)
+        clean_up(box, world, seeded)
+    led = Ledger.read(proxy.stats.mutation_list())
+    fates = witness(control(env.server_url, "backups", None, method="GET"))
+    final = {
+        iid: {fates[s].final_state for v in after[iid].deletable for s in led.snapshots[v]}
+        for iid in seeded.ids
+    }
+    assert sorted(map(sorted, final.values())) == [["completed"], ["error"]], final
+    done = {i for i, states in final.items() if states == {"completed"}}
+    assert set(led.effective) == done, f"backups {final}, terminated {set(led.effective)}"

@@ -155,9 +155,12 @@ def test_a_frozen_apply_keeps_its_lock(
 
     code, err, second = freeze(proxy, world["path"], point, 1, second_apply)
     other = second["run"]
+    assert not second["changes"], (
+        f"{len(second['changes'])} changes while another apply held the plan: "
+        f"{[(r.action, dict(r.params)) for r in second['changes']][:4]}"
+    )
     assert other.returncode == 2, other.stderr[-2000:]
     assert "another apply of plan" in other.stderr, other.stderr[-2000:]
-    assert not second["changes"], [(r.action, r.params) for r in second["changes"]]
     assert code == 0, err[-3000:]
     led = _judge(proxied, proxy_home, world)
     FIGURES["crash: applies refused while a frozen run held the lock"] += 1
