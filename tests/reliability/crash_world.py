@@ -14,13 +14,20 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from awsops.sandbox.faults import FaultProxy, FiredSignal
-from tests.reliability.apply_world import TERMINATING, Instance, cli, snapshots, start, truth
+from tests.reliability.apply_world import (
+    Instance,
+    apply_args,
+    run,
+    snapshots,
+    start,
+    truth,
+)
 from tests.reliability.conftest import Proxied
 
 # New snapshots stay pending this long (the sandbox server's backup fault), so apply
@@ -31,24 +38,10 @@ RUN_TIMEOUT = 180.0
 
 
 def apply_argv(plan: Path) -> list[str]:
-    """``awsops --sandbox decommission apply PLAN``: one instance per TerminateInstances
-    call (so every instance is a separate step to be killed at), snapshot polls every
-    POLL seconds, no delay between termination polls."""
-    return cli(
-        "--sandbox",
-        "decommission",
-        "apply",
-        str(plan),
-        "--yes",
-        "--batch-size",
-        "1",
-        "--snapshot-delay",
-        str(POLL),
-        "--terminate-delay",
-        "0",
-        "--output",
-        "jsonl",
-    )
+    """``awsops --sandbox decommission apply PLAN`` as the other suites run it, but one
+    instance per TerminateInstances call (every instance a step of its own to be killed
+    at) and snapshot polls every POLL seconds (the later option wins)."""
+    return apply_args(plan, "--batch-size", "1", "--snapshot-delay", str(POLL))
 
 
 @dataclass(frozen=True)
@@ -178,13 +171,8 @@ def freeze(
 
 
 def run_to_end(plan: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        apply_argv(plan),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    result: subprocess.CompletedProcess[str] = run(apply_argv(plan), timeout=RUN_TIMEOUT)
+    return result
 
 
 def journal_text(home: Path, plan_id: str) -> str:
@@ -198,12 +186,3 @@ def journal_runs(text: str) -> int:
         with contextlib.suppress(json.JSONDecodeError):
             runs += json.loads(line).get("event") == "apply-started"
     return runs
-
-
-def states(proxied: Proxied, regions: Iterable[str]) -> dict[str, str]:
-    return {i: inst.state for i, inst in truth(proxied, regions).items()}
-
-
-def terminating(proxied: Proxied, regions: Iterable[str], ids: Iterable[str]) -> set[str]:
-    now = states(proxied, regions)
-    return {i for i in ids if now[i] in TERMINATING}
