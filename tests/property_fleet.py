@@ -186,7 +186,7 @@ def worlds(draw: st.DrawFn) -> World:
     seed = draw(st.integers(0, 2**16))
     faults = f"throttle={rate},error5xx={rate},reset={rate},seed={seed}" if rate else ""
     return World(
-        instances=tuple(draw(st.lists(instance_specs(), min_size=2, max_size=6))),
+        instances=tuple(draw(st.lists(instance_specs(), min_size=2, max_size=5))),
         plan=plan,
         apply=apply,
         backups=draw(st.sampled_from(["instant", "pending", "instant", "pending", "stuck"])),

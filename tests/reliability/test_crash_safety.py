@@ -66,15 +66,22 @@ REGIONS = ("us-east-1", "eu-west-1")
 PER_REGION = 16  # 4 planned instances and 6 deletable volumes per region
 
 
+def make_world(
+    proxied: Proxied, tmp_path: Path, regions: tuple[str, ...], per_region: int
+) -> dict[str, Any]:
+    """The demo fleet in ``regions``, its plan, and new snapshots kept pending."""
+    before = seed(proxied, regions, per_region)
+    path = tmp_path / "plan.json"
+    plan = make_plan(path, regions)
+    chosen = planned(plan)
+    assert chosen == expected_choice(before) and len(chosen) >= 2 * len(regions)
+    proxied.aws.backup_faults(snapshot_delay=SNAPSHOT_DELAY, seed=7)
+    return {"before": before, "path": path, "plan": plan, "chosen": chosen, "regions": regions}
+
+
 @pytest.fixture
 def world(proxied: Proxied, proxy_home: Path, tmp_path: Path) -> dict[str, Any]:
-    before = seed(proxied, REGIONS, PER_REGION)
-    path = tmp_path / "plan.json"
-    plan = make_plan(path, REGIONS)
-    chosen = planned(plan)
-    assert chosen == expected_choice(before) and len(chosen) >= 8
-    proxied.aws.backup_faults(snapshot_delay=SNAPSHOT_DELAY, seed=7)
-    return {"before": before, "path": path, "plan": plan, "chosen": chosen}
+    return make_world(proxied, tmp_path, REGIONS, PER_REGION)
 
 
 def _judge(proxied: Proxied, proxy_home: Path, world: dict[str, Any]) -> Ledger:
@@ -82,7 +89,9 @@ def _judge(proxied: Proxied, proxy_home: Path, world: dict[str, Any]) -> Ledger:
     no re-sent TerminateInstances, backups completed before each termination; and no
     torn journal line."""
     records = proxied.proxy.stats.mutation_list()
-    assert_exactly_decommissioned(proxied, REGIONS, world["before"], world["chosen"], records)
+    assert_exactly_decommissioned(
+        proxied, world["regions"], world["before"], world["chosen"], records
+    )
     led = Ledger.read(records)
     assert not led.resent, f"TerminateInstances re-sent: {dict(led.resent)}"
     assert not led.duplicate_snapshots(), led.duplicate_snapshots()
@@ -137,12 +146,11 @@ def test_interrupted_at_every_phase_then_resumed(
     FIGURES["crash: duplicate snapshots"] += len(led.duplicate_snapshots())
 
 
-def test_a_frozen_apply_keeps_its_lock(
-    proxied: Proxied, proxy_home: Path, world: dict[str, Any]
-) -> None:
+def test_a_frozen_apply_keeps_its_lock(proxied: Proxied, proxy_home: Path, tmp_path: Path) -> None:
     """SIGSTOP right after EC2 made the first snapshot (its answer not yet read): the
     frozen run still holds the plan's lock, so another apply of the plan meanwhile is
     refused and sends nothing; once let go, the first run finishes the job."""
+    world = make_world(proxied, tmp_path, REGIONS[:1], 12)
     proxy = proxied.proxy
     point = KillPoint("after CreateSnapshot", "after", "CreateSnapshot", "ec2:CreateSnapshot", 1)
 
