@@ -1,178 +1,494 @@
-"""The safety invariant, on random fleets in the moto server.
+"""The decommission safety invariants, on generated worlds where bugs live.
 
-No instance is terminated unless it was stopped, its stop time was known and older than
-the threshold, it was not protected in any way, and each of its DeleteOnTermination
-volumes had a completed snapshot first. And every instance that qualifies is terminated.
+Each example builds a world in the moto server: two accounts (the second reached by
+AssumeRole from a targets file) and two regions; instances running or stopped long
+ago or lately, with stop reasons EC2 writes and ones it does not date, protected by a
+tag (any case) or by the API, in Auto Scaling groups (tagged, or known only to the
+Auto Scaling API), excluded by id or tag, in accounts a plan or apply allow or deny.
+It plans (in process, straight against moto), then someone else changes things (an
+instance started, restarted, tagged, protected, given a volume change, attached to a
+group, terminated), then apply runs in process through the fault proxy, with apply's
+own policy differing from the plan's, snapshots that stay pending (within apply's
+wait, or past it) or end in ``error`` (the sandbox server's backup faults), throttles,
+5xx and connection resets at the proxy, and sometimes base credentials that now reach
+the other account.
+
+Judged from the proxy's ledger, the states it served, the server's backup witness and
+moto itself, never from awsops' report or journal:
+
+- an instance is sent to TerminateInstances only if it is eligible under the plan's
+  criteria and apply's policy at apply time, and unchanged since the plan;
+- each of its DeleteOnTermination volumes had a snapshot that the server completed,
+  and that the caller was shown completed, before its TerminateInstances was sent;
+- every eligible instance whose backups completed is terminated, and nothing else
+  changes state;
+- nothing is done twice: one snapshot per volume, no TerminateInstances to an
+  instance already shutting down; no other mutating call;
+- a plan whose credentials now reach another account changes nothing anywhere.
+
+Profiles: ``ci`` (default, 100 derandomized examples) and ``deep`` (1,000, random), see
+:mod:`tests.hypothesis_profiles`.
+
+For speed, in this process only: botocore's retry backoff is scaled down; the look-ups
+after a lost CreateSnapshot answer wait 10 ms (moto is consistent at once, EC2 is not);
+and apply's clients use botocore's standard retry mode (the adaptive limiter only adds
+waits). None of these changes what awsops decides or sends. Examples share the moto
+server without a reset (see :class:`tests.property_fleet.Sandbox`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+import botocore.retries.standard
+import pytest
+from hypothesis import example, given
+from tests.hypothesis_profiles import profile_name, profile_seed, profile_settings
+from tests.ledger_checks import TERMINATING, Fate, Ledger, backup_violations, witness
+from tests.property_fleet import (
+    BACKUPS,
+    EXAMPLES,
+    REGIONS,
+    InstanceSpec,
+    Rules,
+    Sandbox,
+    Seeded,
+    Truth,
+    World,
+    clean_up,
+    eligible_at_apply,
+    plan_criteria,
+    planned,
+    refused,
+    seed,
+    truth,
+    worlds,
+    write_targets_file,
+)
+from tests.property_fleet import apply_policy as policy_of
+from tests.property_fleet import drift as drift_world
 
-from awsops.config import Target
-from awsops.decommission.executor import ApplyOptions, Outcome, apply_plan
-from awsops.decommission.journal import Event, journal_path_for, read_events
-from awsops.decommission.model import PlanCriteria
-from awsops.decommission.planfile import write_plan
+from awsops.config import ClientSettings, Target
+from awsops.decommission import backup
+from awsops.decommission.executor import ApplyOptions, apply_plan
+from awsops.decommission.model import EndpointKind, Plan, PlanEndpoint
+from awsops.decommission.planfile import load_plan, write_plan
 from awsops.decommission.planner import build_plan
-from awsops.paginate import iter_items
+from awsops.errors import PlanError
+from awsops.sandbox.faults import CallInfo, FaultProxy
 from awsops.sandbox.manager import control, reset
-from awsops.sandbox.seed import ec2_reason
+from awsops.session import SessionFactory
 
-REGION = "eu-west-1"
-
-
-@dataclass(frozen=True)
-class Spec:
-    stopped_days: int | None  # None: running
-    reason: str  # "gmt", "utc", "bare", "empty"
-    protect_tag: str | None
-    api_protected: bool
-    data_dot: bool
+# What the examples of this run reached, for the check that they searched widely.
+REACHED: Counter[str] = Counter()
 
 
-specs = st.builds(
-    Spec,
-    stopped_days=st.one_of(st.none(), st.integers(0, 120)),
-    reason=st.sampled_from(["gmt", "gmt", "utc", "bare", "empty"]),
-    protect_tag=st.sampled_from([None, None, None, "awsops:protect", "donotdelete"]),
-    api_protected=st.sampled_from([False, False, True]),
-    data_dot=st.booleans(),
-)
+@dataclass
+class Env:
+    server_url: str
+    proxy: FaultProxy
+    targets: list[Target]
+    work: Path
+    box: Sandbox
 
 
-def eligible(spec: Spec, threshold: int) -> bool:
-    return (
-        spec.stopped_days is not None
-        and spec.reason in ("gmt", "utc")
-        and spec.stopped_days >= threshold
-        and spec.protect_tag is None
-        and not spec.api_protected
+@pytest.fixture(scope="module")
+def env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    work = tmp_path_factory.mktemp("property")
+    targets = write_targets_file(work / "targets.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            botocore.retries.standard.ExponentialBackoff,
+            "_DEFAULT_BACKOFF_CONFIG",
+            {"throttling_base_scale": 0.02, "non_throttling_base_scale": 0.01},
+        )
+        mp.setattr(backup, "SETTLE_DELAY", 0.01)
+        reset(moto_server)
+        try:
+            with FaultProxy(moto_server) as proxy:
+                yield Env(moto_server, proxy, targets, work, Sandbox(moto_server, moto_server))
+        finally:
+            reset(moto_server)
+
+
+def examples(worlds: Sequence[World]) -> Callable[[Any], Any]:
+    """Hypothesis's ``@example`` for each of ``worlds``."""
+
+    def add(test: Any) -> Any:
+        for w in reversed(worlds):
+            test = example(world=w)(test)
+        return test
+
+    return add
+
+
+def _apply_factory(env: Env, credentials: tuple[str, str]) -> SessionFactory:
+    return SessionFactory(
+        region=REGIONS[0],
+        settings=ClientSettings(endpoint_url=env.proxy.url, retry_mode="standard"),
+        static_credentials=credentials,
     )
 
 
-def make_fleet(aws: Any, fleet: list[Spec], now: dt.datetime) -> list[str]:
-    ec2 = aws.client("ec2", REGION)
-    ids = []
-    backdates = []
-    for spec in fleet:
-        tags = [{"Key": "Name", "Value": "prop"}]
-        if spec.protect_tag:
-            tags.append({"Key": spec.protect_tag, "Value": "yes"})
-        resp = ec2.run_instances(
-            ImageId="ami-12c6146b",
-            MinCount=1,
-            MaxCount=1,
-            BlockDeviceMappings=[
-                {"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8, "DeleteOnTermination": True}},
-                {
-                    "DeviceName": "/dev/sdf",
-                    "Ebs": {"VolumeSize": 20, "DeleteOnTermination": spec.data_dot},
-                },
-            ],
-            TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
-        )
-        iid = resp["Instances"][0]["InstanceId"]
-        ids.append(iid)
-        if spec.api_protected:
-            ec2.modify_instance_attribute(InstanceId=iid, DisableApiTermination={"Value": True})
-        if spec.stopped_days is None:
-            continue
-        ec2.stop_instances(InstanceIds=[iid])
-        when = now - dt.timedelta(days=spec.stopped_days)
-        reason = {
-            "gmt": ec2_reason(when),
-            "utc": ec2_reason(when).replace("GMT", "UTC"),
-            "bare": "User initiated",
-            "empty": "",
-        }[spec.reason]
-        backdates.append({"id": iid, "reason": reason})
-    if backdates:
-        control(aws.server_url, "backdate", {"region": REGION, "instances": backdates})
-    return ids
+def _options(world: World, ids: list[str]) -> ApplyOptions:
+    _server_delay, poll, polls = BACKUPS[world.backups]
+    return ApplyOptions(
+        batch_size=world.batch_size,
+        max_percent=None,
+        snapshot_delay=poll,
+        snapshot_max_attempts=polls,
+        terminate_delay=0.0,
+        terminate_max_attempts=40,
+        concurrency=4,
+        backup="snapshots",
+        **policy_of(world, ids),
+    )
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    fleet=st.lists(specs, min_size=1, max_size=8),
-    threshold=st.sampled_from([7, 30, 60]),
-    batch_size=st.integers(1, 4),
-)
-def test_only_safe_instances_are_terminated_and_all_of_them(
-    aws: Any, tmp_path_factory: Any, fleet: list[Spec], threshold: int, batch_size: int
+def _note_reach(
+    world: World,
+    ids: list[str],
+    eligible: set[str],
+    led: Ledger,
+    before: dict[str, Truth],
+    fates: dict[str, Fate],
 ) -> None:
-    reset(aws.server_url)
+    """Count what this example exercised, from what happened (not from the spec)."""
+    REACHED["examples"] += 1
+    REACHED["instances"] += len(ids)
+    if refused(world):
+        REACHED["refused: credentials reach another account"] += 1
+    if world.faults and led.records:
+        REACHED["faults while changing things"] += 1
+    for iid, spec in zip(ids, world.instances, strict=True):
+        if planned(spec, world) and spec.drift == "api-protected":
+            REACHED["planned, then protected through the API"] += 1
+        elif planned(spec, world) and spec.drift:
+            REACHED["planned, then drifted"] += 1
+        elif planned(spec, world) and iid not in eligible and not refused(world):
+            REACHED["planned, then refused by apply's own policy"] += 1
+        if iid not in eligible or not before[iid].deletable:
+            continue
+        states = {
+            fates[s].final_state for v in before[iid].deletable for s in led.snapshots.get(v, [])
+        }
+        if "error" in states:
+            REACHED["eligible, a backup failed"] += 1
+        elif world.backups == "stuck":
+            REACHED["eligible, backups pending past apply's wait"] += 1
+        elif world.backups == "pending" and iid in led.effective:
+            REACHED["eligible, backups pending, then terminated"] += 1
+    REACHED["terminated"] += len(led.effective)
+
+
+@profile_settings()
+@profile_seed()
+@given(world=worlds())
+@examples(EXAMPLES)
+def test_only_eligible_instances_are_terminated_after_completed_backups(
+    env: Env, world: World
+) -> None:
+    proxy, box = env.proxy, env.box
+    proxy.set_spec("")
+    proxy.stats.reset()
     now = dt.datetime.now(dt.timezone.utc)
-    ids = make_fleet(aws, fleet, now)
-    spec_of = dict(zip(ids, fleet, strict=True))
-    criteria = PlanCriteria(
-        older_than_days=threshold, protect_tags=("awsops:protect", "DoNotDelete")
+    seeded = Seeded()
+    try:
+        seed(box, world, now, seeded)
+        _check_world(env, world, seeded, now)
+    except BaseException:
+        REACHED["failed examples"] += 1
+        raise
+    finally:
+        control(env.server_url, "faults", None, method="DELETE")
+        proxy.set_spec("")
+        clean_up(box, world, seeded)
+
+
+def _plan(env: Env, world: World, ids: list[str], now: dt.datetime) -> Plan:
+    """Plan, straight against moto, through a signed plan file; it must choose what the
+    model chooses."""
+    plan = build_plan(
+        env.box.factory,
+        env.targets,
+        plan_criteria(world, ids),
+        now=now,
+        endpoint=PlanEndpoint(EndpointKind.CUSTOM, env.server_url),
     )
-    plan = build_plan(aws.factory(REGION), [Target(REGION)], criteria)
-    write_plan(plan, Path(tmp_path_factory.mktemp("prop")) / "plan.json")
-    report = apply_plan(
-        plan,
-        aws.factory(REGION),
-        ApplyOptions(
-            batch_size=batch_size,
-            snapshot_delay=0,
-            terminate_delay=0,
-            max_percent=None,
-            backup="snapshots",
-        ),
-        journal_path_for(plan.plan_id),
+    path = env.work / f"{plan.plan_id}.json"
+    write_plan(plan, path)
+    plan = load_plan(path)
+    chosen = {f.instance_id for _, f in plan.chosen}
+    model = {iid for iid, s in zip(ids, world.instances, strict=True) if planned(s, world)}
+    assert chosen == model, (
+        f"the plan and the model differ on {chosen ^ model}\n{world.describe()}\nids {ids}"
     )
-    ec2 = aws.client("ec2", REGION)
-    state = {
-        i["InstanceId"]: i["State"]["Name"]
-        for i in iter_items(ec2, "describe_instances", "Reservations[].Instances[]")
+    return plan
+
+
+def _check_world(env: Env, world: World, seeded: Seeded, now: dt.datetime) -> None:
+    proxy, box, ids = env.proxy, env.box, seeded.ids
+    credentials = box.other_account_key() if world.switched_credentials else ("testing", "testing")
+    plan = _plan(env, world, ids, now)
+
+    drift_world(box, world, seeded)
+    before = truth(box, seeded)
+    eligible = (
+        set()
+        if refused(world)
+        else {
+            iid for iid, s in zip(ids, world.instances, strict=True) if eligible_at_apply(s, world)
+        }
+    )
+
+    # Apply, through the fault proxy, with the server's backup faults on.
+    delay = BACKUPS[world.backups][0]
+    control(
+        env.server_url,
+        "faults",
+        {"snapshot_delay": delay, "snapshot_error": world.snapshot_error, "seed": world.seed},
+    )
+    proxy.set_spec(world.faults)
+    options = _options(world, ids)
+    journal = env.work / f"{plan.plan_id}.journal.jsonl"
+    refusal: PlanError | None = None
+    try:
+        apply_plan(plan, _apply_factory(env, credentials), options, journal)
+    except PlanError as exc:
+        if not refused(world):
+            raise
+        refusal = exc
+    finally:
+        proxy.set_spec("")
+    after = truth(box, seeded)
+    led = Ledger.read(proxy.stats.mutation_list())
+    fates = witness(control(env.server_url, "backups", None, method="GET"))
+    served = proxy.stats.served_states()
+    _note_reach(world, ids, eligible, led, before, fates)
+    context = f"\n{world.describe()}\nids {ids}"
+
+    # Only eligible instances were ever named in a TerminateInstances call.
+    assert set(led.asked) <= eligible, f"asked to terminate {set(led.asked) - eligible}{context}"
+    # Each after completed snapshots of all its DeleteOnTermination volumes.
+    volumes = {iid: t.deletable for iid, t in before.items()}
+    wrong = backup_violations(led, volumes, served, fates)
+    assert not wrong, "\n".join(wrong) + context
+    # Nothing twice, nothing else.
+    twice = set(led.duplicate_snapshots()) - _known_second_snapshots(led, fates)
+    assert not twice, f"{led.duplicate_snapshots()}{context}"
+    assert not led.resent, f"TerminateInstances re-sent: {dict(led.resent)}{context}"
+    assert not led.other, f"other mutating calls: {led.other}{context}"
+    allowed_volumes = {v for iid in eligible for v in before[iid].deletable}
+    assert set(led.snapshots) <= allowed_volumes, (
+        f"snapshots of {set(led.snapshots) - allowed_volumes}{context}"
+    )
+    # Exactly the eligible instances whose backups completed are terminated (moto).
+    completed = {s for s, f in fates.items() if f.final_state == "completed"}
+    backed_up = {
+        iid
+        for iid in eligible
+        if world.backups != "stuck" or not before[iid].deletable
+        if all(set(led.snapshots.get(v, [])) & completed for v in before[iid].deletable)
     }
-    terminated = {i for i, s in state.items() if s == "terminated"}
-    # Safety and liveness.
-    assert terminated == {i for i, s in spec_of.items() if eligible(s, threshold)}
-    assert {r.instance_id for r in report.results if r.outcome == Outcome.TERMINATED} == terminated
-    # Backups first: each deletable volume of a terminated instance had a completed
-    # snapshot journaled before the instance was sent to TerminateInstances.
-    events = list(read_events(journal_path_for(plan.plan_id)))
-    completed = {
-        (e["instance_id"], e["volume_id"]): e["seq"]
-        for e in events
-        if e["event"] == Event.SNAPSHOT_COMPLETED
+    began = {
+        iid
+        for iid, t in after.items()
+        if t.state in TERMINATING and before[iid].state not in TERMINATING
     }
-    planned = {f.instance_id: f for _, f in plan.chosen}
-    # Not even asked: EC2 refusing a protected instance is no excuse for asking.
-    requested = {
-        i for e in events if e["event"] == Event.TERMINATE_REQUESTED for i in e["instance_ids"]
-    }
-    assert requested == terminated
-    assert report.ok, [r for r in report.results if r.outcome == Outcome.FAILED]
-    for e in events:
-        if e["event"] == Event.TERMINATE_REQUESTED:
-            for iid in e["instance_ids"]:
-                vols = planned[iid].deletable_volumes
-                assert len(vols) == 1 + spec_of[iid].data_dot
-                for v in vols:
-                    assert completed[(iid, v.volume_id)] < e["seq"]
-    snaps = list(
-        iter_items(
-            ec2,
-            "describe_snapshots",
-            "Snapshots[]",
-            {
-                "OwnerIds": ["self"],
-                "Filters": [{"Name": "tag:awsops:plan-id", "Values": [plan.plan_id]}],
-            },
+    assert began == backed_up, (
+        f"terminated {began - backed_up or '-'}, not terminated {backed_up - began or '-'}{context}"
+    )
+    for iid, t in after.items():
+        if iid not in began:
+            assert t.state == before[iid].state, f"{iid}: {before[iid].state} -> {t.state}{context}"
+    if refused(world):  # nothing changed anywhere (ledger), and apply said why
+        assert not led.records, f"a refused plan changed things: {led.records}{context}"
+        assert refusal is not None and "reach account" in str(refusal), f"{refusal}{context}"
+
+
+def _known_second_snapshots(led: Ledger, fates: dict[str, Fate]) -> set[str]:
+    """Volumes snapshotted twice in the one case of a known awsops bug (see
+    test_a_lost_answer_to_a_snapshot_that_failed_leads_to_no_second_one, a strict
+    xfail): every earlier CreateSnapshot of the volume had its answer lost and its
+    snapshot had already failed. Drop this allowance when the bug is fixed."""
+    known = set()
+    for vol, calls in led.snapshot_calls.items():
+        earlier = calls[:-1]
+        if earlier and all(
+            not c.delivered
+            and any(fates[s].final_state == "error" for s in c.created if s in fates)
+            for c in earlier
+        ):
+            known.add(vol)
+            REACHED["known bug: a second snapshot after a lost answer to a failed one"] += 1
+    return known
+
+
+# Each kind of example the property test is meant to search; the derandomized CI
+# profile must reach every one of them (by the hundred examples it runs).
+SCENARIOS = (
+    "refused: credentials reach another account",
+    "faults while changing things",
+    "planned, then protected through the API",
+    "planned, then drifted",
+    "planned, then refused by apply's own policy",
+    "eligible, a backup failed",
+    "eligible, backups pending past apply's wait",
+    "eligible, backups pending, then terminated",
+    "terminated",
+)
+
+
+def test_the_examples_searched_every_scenario() -> None:
+    """Runs after the property test (same module, same process): the examples it
+    generated reached each scenario at least once."""
+    if not REACHED["examples"] or REACHED["failed examples"]:
+        pytest.skip("the property test did not run in this process, or failed")
+    missing = [s for s in SCENARIOS if not REACHED[s]]
+    assert not missing, f"profile {profile_name()}: never reached {missing}: {dict(REACHED)}"
+    assert REACHED["examples"] >= 100 or profile_name() != "ci", dict(REACHED)
+
+
+_ELIGIBLE: dict[str, Any] = {
+    "target": 0,
+    "stopped_days": 200,
+    "reason": "gmt",
+    "protect_tag": None,
+    "api_protected": False,
+    "asg": None,
+    "team": None,
+    "root_dot": True,
+    "data_dot": False,
+    "excluded_in_plan": False,
+    "excluded_at_apply": False,
+    "drift": None,
+}
+
+
+def test_a_failed_snapshot_does_not_cut_short_the_wait_for_the_others(env: Env) -> None:
+    """Two eligible instances in one target, one volume each to back up. The first
+    snapshot fails (the server's backup fault), the second completes 0.35 s later (the
+    proxy slows each CreateSnapshot by 0.3 s). The second instance's backup completed,
+    so it must be terminated; the first, kept. (Seen before ``backup.wait_each``: the
+    waiter stopped at the first failure and the pending one was reported failed.)"""
+    eligible = InstanceSpec(**_ELIGIBLE)
+    world = World(
+        instances=(eligible, eligible),
+        plan=Rules(older_than_days=30),
+        apply=Rules(older_than_days=1),
+        backups="pending",
+        snapshot_error=1.0,
+        faults="",
+        seed=5,
+        batch_size=1,
+        switched_credentials=False,
+    )
+    proxy, box = env.proxy, env.box
+    proxy.stats.reset()
+    now = dt.datetime.now(dt.timezone.utc)
+    seeded = Seeded()
+
+    def only_the_first_fails(info: CallInfo, status: int, body: bytes) -> None:
+        if info.action == "CreateSnapshot" and status < 300:
+            control(env.server_url, "faults", {"snapshot_error": 0.0})
+
+    try:
+        seed(box, world, now, seeded)
+        plan = _plan(env, world, seeded.ids, now)
+        before = truth(box, seeded)
+        control(
+            env.server_url,
+            "faults",
+            {"snapshot_delay": 0.6, "snapshot_error": 1.0, "seed": world.seed},
         )
+        proxy.set_spec("latency=300ms,only=CreateSnapshot")
+        proxy.taps.append(only_the_first_fails)
+        apply_plan(
+            plan,
+            _apply_factory(env, ("testing", "testing")),
+            _options(world, seeded.ids),
+            env.work / f"{plan.plan_id}.journal.jsonl",
+        )
+    finally:
+        proxy.taps.clear()
+        control(env.server_url, "faults", None, method="DELETE")
+        proxy.set_spec("")
+        clean_up(box, world, seeded)
+    led = Ledger.read(proxy.stats.mutation_list())
+    fates = witness(control(env.server_url, "backups", None, method="GET"))
+    final = {
+        iid: {fates[s].final_state for v in before[iid].deletable for s in led.snapshots[v]}
+        for iid in seeded.ids
+    }
+    assert sorted(map(sorted, final.values())) == [["completed"], ["error"]], final
+    done = {i for i, states in final.items() if states == {"completed"}}
+    assert set(led.effective) == done, f"backups {final}, terminated {set(led.effective)}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="awsops bug: after a lost CreateSnapshot answer, SnapshotBackups.create looks "
+    "for the plan's snapshot of the volume with SnapshotBackups.find, which leaves out "
+    "snapshots in state 'error'; a snapshot that was made but had already failed is not "
+    "found, so CreateSnapshot is sent again: two snapshots of one volume in one run "
+    "(backup.py's docstring: a call whose answer was lost never leads to a second one)",
+)
+def test_a_lost_answer_to_a_snapshot_that_failed_leads_to_no_second_one(env: Env) -> None:
+    """One eligible instance, one volume to back up. The server fails every snapshot at
+    once; the proxy cuts the answer to the first CreateSnapshot (a reset: EC2 made the
+    snapshot, the caller never heard). Exactly one CreateSnapshot of the volume may
+    reach EC2, and the instance is kept (its backup failed)."""
+    world = World(
+        instances=(InstanceSpec(**{**_ELIGIBLE, "target": 1}),),
+        plan=Rules(older_than_days=30),
+        apply=Rules(older_than_days=1),
+        backups="instant",
+        snapshot_error=1.0,
+        faults="",
+        seed=3,
+        batch_size=1,
+        switched_credentials=False,
     )
-    assert all(s["State"] == "completed" for s in snaps)
-    assert len(snaps) == sum(len(planned[i].deletable_volumes) for i in terminated)
+    proxy, box = env.proxy, env.box
+    proxy.stats.reset()
+    now = dt.datetime.now(dt.timezone.utc)
+    seeded = Seeded()
+
+    def cut_only_the_first(info: CallInfo, status: int, body: bytes) -> None:
+        # After the DryRun probe, cut the next CreateSnapshot's answer, and only that.
+        if info.action == "CreateSnapshot":
+            proxy.set_spec("reset=1.0,only=CreateSnapshot" if info.dry_run else "")
+
+    try:
+        seed(box, world, now, seeded)
+        plan = _plan(env, world, seeded.ids, now)
+        before = truth(box, seeded)
+        control(
+            env.server_url,
+            "faults",
+            {"snapshot_delay": 0.001, "snapshot_error": 1.0, "seed": world.seed},
+        )
+        proxy.taps.append(cut_only_the_first)
+        apply_plan(
+            plan,
+            _apply_factory(env, ("testing", "testing")),
+            _options(world, seeded.ids),
+            env.work / f"{plan.plan_id}.journal.jsonl",
+        )
+    finally:
+        proxy.taps.clear()
+        control(env.server_url, "faults", None, method="DELETE")
+        proxy.set_spec("")
+        clean_up(box, world, seeded)
+    led = Ledger.read(proxy.stats.mutation_list())
+    (iid,) = seeded.ids
+    (vol,) = before[iid].deletable
+    calls = led.snapshot_calls[vol]
+    assert not calls[0].delivered, "the first answer was meant to be cut"
+    assert not led.effective, "terminated although its only backup failed"
+    assert len(calls) == 1, f"{len(calls)} CreateSnapshot calls reached EC2 for {vol}"

@@ -1,135 +1,175 @@
-"""Crash safety: ``decommission apply`` killed with SIGKILL at random points, many
-times, then run to completion. Every planned instance is terminated exactly once, each
-after a completed snapshot of each of its deletable volumes; no volume gets two
-snapshots; nothing unplanned is touched.
+"""Crash safety: ``decommission apply`` killed (SIGKILL) or interrupted (SIGINT,
+SIGTERM) at every phase, resumed each time, then run to the end.
 
-Mutating calls get 400 ms of latency at the proxy, and each run is killed during start-up
-or after a random number of mutating calls reached EC2, plus a random fraction of a
-second: kills land while requests are in flight (the server still carries them out, as
-AWS would) as well as between steps, in every phase.
+The fault proxy delivers the signal at a deterministic point of each run, counted in
+mutating calls from the moment it is armed, so every phase is hit on every run (the
+test asserts from ``fired_signals()`` that it was):
+
+1. before the 2nd CreateSnapshot is forwarded (SIGKILL: it never reaches EC2);
+2. after EC2 made the 2nd snapshot, before its answer (SIGKILL: the answer is lost);
+3. during the snapshot wait: the first poll after the run's last CreateSnapshot, while
+   the snapshots are still pending (the sandbox server keeps them pending 1 s);
+4. before the 1st TerminateInstances is forwarded;
+5. after EC2 began terminating, before its answer;
+6. during the termination wait: the first poll after the run's last TerminateInstances.
+
+One world per signal, its runs in that order, each resuming the one before (six
+interruptions in one history), then a last run to the end. Interrupted runs (SIGINT,
+SIGTERM) exit 130. Then, judged from the proxy's ledger, the snapshot states it served,
+the server's backup witness and moto, never from awsops' report or journal: every
+planned instance terminated once, after a snapshot of each DeleteOnTermination volume
+that was completed and shown completed before its TerminateInstances; no
+TerminateInstances to an instance already shutting down; one snapshot per volume;
+nothing else touched. And the journal file has no torn line.
+
+A run frozen mid-call (SIGSTOP after EC2 made a snapshot) keeps its plan's lock: a
+second apply of the plan meanwhile is refused and changes nothing.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from awsops.decommission.journal import journal_path_for, replay
-from awsops.sandbox.faults import FaultProxy
-from tests.reliability.conftest import FIGURES, Proxied, record_proxy, scaled
-from tests.reliability.fleet import (
-    assert_decommissioned_exactly,
+from tests.ledger_checks import Ledger, backup_violations, torn_lines, witness
+from tests.reliability.apply_world import (
+    Ledger as WorldLedger,
+)
+from tests.reliability.apply_world import (
+    assert_exactly_decommissioned,
+    assert_journal_saw_every_change,
     expected_choice,
-    plan_fleet,
-    planned_ids,
-    seed_fleet,
+    journal_events,
+    make_plan,
+    planned,
+    seed,
+)
+from tests.reliability.conftest import FIGURES, Proxied, record_proxy
+from tests.reliability.crash_world import (
+    KILL_POINTS,
+    SNAPSHOT_DELAY,
+    KillPoint,
+    counted_calls,
+    freeze,
+    interrupt_once,
+    journal_runs,
+    journal_text,
+    remaining,
+    run_to_end,
 )
 
-FLEET = scaled(60, minimum=24)
-KILLS = scaled(20, minimum=3)
-RUN_DEADLINE = 120.0
-LATENCY = "latency=400ms,only=CreateSnapshot+TerminateInstances,seed=9"
+REGIONS = ("us-east-1", "eu-west-1")
+PER_REGION = 16  # 4 planned instances and 6 deletable volumes per region
 
 
-def _changes(proxy: FaultProxy) -> int:
-    """Mutating calls that changed something (DryRun probes answer 412 and do not)."""
-    return sum(1 for m in proxy.stats.mutation_list() if m.status < 300)
+def make_world(
+    proxied: Proxied, tmp_path: Path, regions: tuple[str, ...], per_region: int
+) -> dict[str, Any]:
+    """The demo fleet in ``regions``, its plan, and new snapshots kept pending."""
+    before = seed(proxied, regions, per_region)
+    path = tmp_path / "plan.json"
+    plan = make_plan(path, regions)
+    chosen = planned(plan)
+    assert chosen == expected_choice(before) and len(chosen) >= 2 * len(regions)
+    proxied.aws.backup_faults(snapshot_delay=SNAPSHOT_DELAY, seed=7)
+    return {"before": before, "path": path, "plan": plan, "chosen": chosen, "regions": regions}
 
 
-def _apply_args(plan: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "awsops",
-        "--sandbox",
-        "decommission",
-        "apply",
-        str(plan),
-        "--yes",
-        "--batch-size",
-        "1",
-        "--snapshot-delay",
-        "0",
-        "--terminate-delay",
-        "0",
-        "--output",
-        "json",
-    ]
+@pytest.fixture
+def world(proxied: Proxied, proxy_home: Path, tmp_path: Path) -> dict[str, Any]:
+    return make_world(proxied, tmp_path, REGIONS, PER_REGION)
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_points_then_resume(
-    proxied: Proxied, proxy_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def _judge(proxied: Proxied, proxy_home: Path, world: dict[str, Any]) -> Ledger:
+    """The whole history, from AWS's side: exact final state, one snapshot per volume,
+    no re-sent TerminateInstances, backups completed before each termination; and no
+    torn journal line."""
+    records = proxied.proxy.stats.mutation_list()
+    assert_exactly_decommissioned(
+        proxied, world["regions"], world["before"], world["chosen"], records
+    )
+    led = Ledger.read(records)
+    assert not led.resent, f"TerminateInstances re-sent: {dict(led.resent)}"
+    assert not led.duplicate_snapshots(), led.duplicate_snapshots()
+    assert set(led.effective) == world["chosen"]
+    volumes = {i: world["before"][i].deletable_volumes for i in world["chosen"]}
+    wrong = backup_violations(
+        led, volumes, proxied.proxy.stats.served_states(), witness(proxied.aws.backups())
+    )
+    assert not wrong, "\n".join(wrong)
+    text = journal_text(proxy_home, world["plan"]["plan_id"])
+    assert not torn_lines(text), torn_lines(text)
+    events = journal_events(proxy_home, world["plan"]["plan_id"])
+    assert_journal_saw_every_change(events, WorldLedger.read(records))
+    return led
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name
+)
+def test_interrupted_at_every_phase_then_resumed(
+    proxied: Proxied, proxy_home: Path, world: dict[str, Any], sig: signal.Signals
 ) -> None:
-    before = seed_fleet(proxied, FLEET)
-    plan = plan_fleet(tmp_path / "plan.json", capsys)
-    planned = planned_ids(plan)
-    plan_id = json.loads(plan.read_text())["plan_id"]
-    assert planned == expected_choice(before) and planned
     proxy = proxied.proxy
-    proxy.set_spec(LATENCY)
+    expected_exit = -signal.SIGKILL if sig == signal.SIGKILL else 130
+    for point in KILL_POINTS:
+        left = remaining(proxied, REGIONS, world["before"], world["chosen"])
+        at = counted_calls(point, left)
+        run = interrupt_once(proxy, world["path"], point, at, sig)
+        fired = run.fired
+        assert (fired.phase, fired.call, fired.signal, fired.error) == (
+            point.phase,
+            point.call,
+            sig.name,
+            None,
+        ), f"{point.name}: {fired}"
+        assert run.returncode == expected_exit, f"{point.name}: exit {run.returncode}\n{run.stderr}"
+        if sig != signal.SIGKILL:
+            assert f"interrupted by {sig.name}" in run.stderr, run.stderr[-2000:]
+        FIGURES[f"crash: {sig.name} delivered {point.name}"] += 1
 
-    rng = random.Random(20260101)
-    kills = finished_early = 0
-    journal_path = journal_path_for(plan_id)
-    for _ in range(3 * KILLS):  # bounded: stop once KILLS runs died mid-way, or all is done
-        if kills >= KILLS:
-            break
-        if journal_path.exists() and all(replay(journal_path).of(i).terminated for i in planned):
-            break
-        landed = _changes(proxy)
-        # Kill at a random point: during start-up and verification (k = 0), or after k more
-        # mutating calls reached EC2, plus up to half a second (in flight or between steps).
-        k = rng.choice((0, 1, 1, 2, 2, 3, 4))
-        proc = subprocess.Popen(
-            _apply_args(plan), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ
-        )
-        deadline = time.monotonic() + RUN_DEADLINE
-        if k == 0:
-            time.sleep(rng.uniform(0.3, 2.5))
-        else:
-            while (
-                proc.poll() is None and _changes(proxy) < landed + k and time.monotonic() < deadline
-            ):
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.5))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        else:
-            finished_early += 1
-        proc.communicate(timeout=60)
-        time.sleep(0.5)  # let a request that was in flight land, as it would on AWS
-
-    journal = replay(journal_path)
-    done_before_final = sum(1 for i in planned if journal.of(i).terminated)
-
-    final = subprocess.run(
-        _apply_args(plan), capture_output=True, text=True, env=os.environ, timeout=600
-    )
+    final = run_to_end(world["path"])
     assert final.returncode == 0, final.stderr[-3000:]
+    led = _judge(proxied, proxy_home, world)
 
-    ledger = assert_decommissioned_exactly(proxied, before, planned, proxy.stats.mutation_list())
-    journal = replay(journal_path)
-    assert all(journal.of(i).terminated for i in planned)
-    assert journal.runs >= 2  # at least one killed run had started changing things
+    record_proxy(proxy, items_checked=len(world["before"]))
+    text = journal_text(proxy_home, world["plan"]["plan_id"])
+    FIGURES[f"crash: {sig.name} runs interrupted then resumed"] += len(KILL_POINTS)
+    FIGURES["crash: apply runs recorded in the journal"] += journal_runs(text)
+    FIGURES["crash: instances terminated once after completed backups"] += len(led.effective)
+    FIGURES["crash: torn journal lines"] += len(torn_lines(text))
+    FIGURES["crash: TerminateInstances re-sent"] += sum(led.resent.values())
+    FIGURES["crash: duplicate snapshots"] += len(led.duplicate_snapshots())
 
-    record_proxy(proxy, items_checked=len(before))
-    FIGURES["crash: SIGKILLs survived"] += kills
-    FIGURES["crash: runs that finished before the kill"] += finished_early
-    FIGURES["crash: instances terminated"] += len(planned)
-    FIGURES["crash: terminated before the final run"] += done_before_final
-    FIGURES["crash: apply runs recorded in the journal"] += journal.runs
-    FIGURES["crash: torn journal lines"] += journal.torn_lines
-    FIGURES["crash: TerminateInstances re-sent for a terminated instance"] += sum(
-        ledger.resent_terminations.values()
+
+def test_a_frozen_apply_keeps_its_lock(proxied: Proxied, proxy_home: Path, tmp_path: Path) -> None:
+    """SIGSTOP right after EC2 made the first snapshot (its answer not yet read): the
+    frozen run still holds the plan's lock, so another apply of the plan meanwhile is
+    refused and sends nothing; once let go, the first run finishes the job."""
+    world = make_world(proxied, tmp_path, REGIONS[:1], 12)
+    proxy = proxied.proxy
+    point = KillPoint("after CreateSnapshot", "after", "CreateSnapshot", "ec2:CreateSnapshot", 1)
+
+    def second_apply(frozen_pid: int) -> dict[str, Any]:
+        start = time.time()
+        other = run_to_end(world["path"])
+        end = time.time()
+        during = [r for r in proxy.stats.mutation_list() if start <= r.at <= end and not r.dry_run]
+        return {"run": other, "changes": during}
+
+    code, err, second = freeze(proxy, world["path"], point, 1, second_apply)
+    other = second["run"]
+    assert not second["changes"], (
+        f"{len(second['changes'])} changes while another apply held the plan: "
+        f"{[(r.action, dict(r.params)) for r in second['changes']][:4]}"
     )
-    assert kills >= KILLS // 2, "too few kills landed mid-run: the test proves little"
+    assert other.returncode == 2, other.stderr[-2000:]
+    assert "another apply of plan" in other.stderr, other.stderr[-2000:]
+    assert code == 0, err[-3000:]
+    led = _judge(proxied, proxy_home, world)
+    FIGURES["crash: applies refused while a frozen run held the lock"] += 1
+    FIGURES["crash: instances terminated once after completed backups"] += len(led.effective)
