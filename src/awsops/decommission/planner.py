@@ -18,7 +18,7 @@ from typing import Any
 
 from awsops.clients import TargetClients
 from awsops.config import Target
-from awsops.decommission import inspect, pricing
+from awsops.decommission import inspect, markscan, pricing
 from awsops.decommission.model import (
     MAX_LIFETIME,
     Decision,
@@ -32,8 +32,9 @@ from awsops.decommission.model import (
 )
 from awsops.decommission.rules import decide, eligible_before_attributes
 from awsops.decommission.stoptime import CloudTrailStopLookup
-from awsops.errors import UsageError
+from awsops.errors import SafetyError, UsageError
 from awsops.fanout import DEFAULT_CONCURRENCY, run_targets
+from awsops.markconfig import Window
 from awsops.session import SessionFactory
 
 
@@ -89,16 +90,21 @@ class TargetPlanner:
         session = self.factory.for_target(target)
         account = self.real_account(target, session)
         with TargetClients(session, target.region, self.factory.settings) as clients:
-            return self._plan(target, account, clients)
+            return self.plan_with(target, account, clients)
 
-    def _plan(self, target: Target, account: str, clients: TargetClients) -> TargetPlan:
+    def plan_with(self, target: Target, account: str, clients: TargetClients) -> TargetPlan:
+        """Plan one target whose account is known, with the caller's clients."""
         region = target.region
         ec2 = clients.get("ec2")
         lookup: CloudTrailStopLookup | None = None
         skipped: list[Decision] = []
         candidates: list[InstanceFacts] = []
         examined = 0
-        for inst in inspect.iter_stopped(ec2, region, self.page_size):
+        if self.criteria.marked:  # only marked instances can be due
+            listing = markscan.iter_marked(ec2, region, ("stopped",), self.page_size)
+        else:
+            listing = inspect.iter_stopped(ec2, region, self.page_size)
+        for inst in listing:
             examined += 1
             facts = inspect.facts_from_instance(inst)
             early = eligible_before_attributes(facts, account, self.criteria, self.now)
@@ -177,13 +183,20 @@ def build_plan(
     limits: PlanLimits | None = None,
     endpoint: PlanEndpoint | None = None,
     backup_retention_days: int = pricing.DEFAULT_RETENTION_DAYS,
+    window: Window | None = None,
 ) -> Plan:
     """Plan every target (concurrently); a failing target is recorded with its error
     and plans nothing, the others complete. A target labelled with an account its
-    credentials do not reach fails the whole plan (:class:`AccountMismatchError`)."""
+    credentials do not reach fails the whole plan (:class:`AccountMismatchError`).
+
+    With a ``window``, planning outside it is refused (:class:`SafetyError`, before any
+    call) and the plan expires when the window closes, so it cannot be applied after."""
     now = now or dt.datetime.now(dt.timezone.utc)
     if not 0 < ttl_hours <= MAX_LIFETIME.total_seconds() / 3600:
         raise UsageError(f"plan lifetime {ttl_hours:g} h is not in (0, {MAX_LIFETIME.days * 24}]")
+    expires_at = now + dt.timedelta(hours=ttl_hours)
+    if window is not None:
+        expires_at = min(expires_at, window_close(window, now))
     planner = TargetPlanner(factory, criteria, now, page_size, lookup_factory)
     results: list[tuple[Target, TargetPlan]] = []
     mismatch: AccountMismatchError | None = None
@@ -216,10 +229,21 @@ def build_plan(
     return Plan(
         plan_id=f"plan-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}",
         created_at=now,
-        expires_at=now + dt.timedelta(hours=ttl_hours),
+        expires_at=expires_at,
         criteria=criteria,
         targets=tuple(planned),
         summary=summarize(planned, backup_retention_days),
         limits=limits or PlanLimits(),
         endpoint=endpoint or PlanEndpoint(),
     )
+
+
+def window_close(window: Window, now: dt.datetime) -> dt.datetime:
+    """When the window open at ``now`` closes; a SafetyError if it is not open."""
+    if not window.contains(now):
+        opens = window.next_opening(now)
+        raise SafetyError(
+            f"outside the window ({window.describe()}): nothing is proposed before it "
+            f"opens again at {opens.isoformat()}"
+        )
+    return window.closes(now)
