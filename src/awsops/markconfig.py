@@ -35,6 +35,7 @@ MARKS_KEYS = (
     "fallback_owner",
     "window",
     "notify",
+    "require_notice",
 )
 SMTP_KEYS = (
     "host",
@@ -172,6 +173,7 @@ class MarkSettings:
     fallback_owner: str | None = None
     window: Window | None = None
     notify: NotifySettings = field(default_factory=NotifySettings)
+    require_notice: bool = True  # plan --marked acts only on marks a notice went out about
 
 
 class _Section:
@@ -306,4 +308,5 @@ def parse_mark_settings(raw: Any, path: Path) -> MarkSettings:
         fallback_owner=sec.text("fallback_owner"),
         window=_window(window) if window is not None else None,
         notify=_notify(notify) if notify is not None else NotifySettings(),
+        require_notice=sec.flag("require_notice", True),
     )

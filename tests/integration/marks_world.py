@@ -71,42 +71,7 @@ class World:
     # --- seeding and the truth, straight to moto ----------------------------------------
 
     def seed(self, name: str, stopped_at: dt.datetime | None, **tags: str) -> str:
-        ec2 = self.aws.client("ec2", REGION)
-        resp = ec2.run_instances(
-            ImageId=DEMO_IMAGE,
-            InstanceType="t3.micro",
-            MinCount=1,
-            MaxCount=1,
-            BlockDeviceMappings=[
-                {
-                    "DeviceName": "/dev/xvda",
-                    "Ebs": {"VolumeSize": 20, "VolumeType": "gp3", "DeleteOnTermination": True},
-                }
-            ],
-            TagSpecifications=[
-                {
-                    "ResourceType": "instance",
-                    "Tags": [{"Key": k, "Value": v} for k, v in {"Name": name, **tags}.items()],
-                }
-            ],
-        )
-        iid = str(resp["Instances"][0]["InstanceId"])
-        if stopped_at is not None:
-            ec2.stop_instances(InstanceIds=[iid])
-            control(
-                self.aws.server_url,
-                "backdate",
-                {
-                    "region": REGION,
-                    "instances": [
-                        {
-                            "id": iid,
-                            "reason": ec2_reason(stopped_at),
-                            "launch_time": (stopped_at - dt.timedelta(days=100)).isoformat(),
-                        }
-                    ],
-                },
-            )
+        iid = seed_instance(self.aws, name, stopped_at, **tags)
         self.ids[name] = iid
         return iid
 
@@ -146,6 +111,48 @@ class World:
             ids = {v for k, v in r.params.items() if k.startswith("ResourceId.")}
             out.append((r.params.get("Tag.1.Value", ""), self.names(ids)))
         return out
+
+
+def seed_instance(aws: Any, name: str, stopped_at: dt.datetime | None, **tags: str) -> str:
+    """One instance named ``name`` with ``tags`` (a 20 GiB root volume), stopped and
+    backdated to ``stopped_at`` unless that is None; straight into moto."""
+    ec2 = aws.client("ec2", REGION)
+    resp = ec2.run_instances(
+        ImageId=DEMO_IMAGE,
+        InstanceType="t3.micro",
+        MinCount=1,
+        MaxCount=1,
+        BlockDeviceMappings=[
+            {
+                "DeviceName": "/dev/xvda",
+                "Ebs": {"VolumeSize": 20, "VolumeType": "gp3", "DeleteOnTermination": True},
+            }
+        ],
+        TagSpecifications=[
+            {
+                "ResourceType": "instance",
+                "Tags": [{"Key": k, "Value": v} for k, v in {"Name": name, **tags}.items()],
+            }
+        ],
+    )
+    iid = str(resp["Instances"][0]["InstanceId"])
+    if stopped_at is not None:
+        ec2.stop_instances(InstanceIds=[iid])
+        control(
+            aws.server_url,
+            "backdate",
+            {
+                "region": REGION,
+                "instances": [
+                    {
+                        "id": iid,
+                        "reason": ec2_reason(stopped_at),
+                        "launch_time": (stopped_at - dt.timedelta(days=100)).isoformat(),
+                    }
+                ],
+            },
+        )
+    return iid
 
 
 def make_world(

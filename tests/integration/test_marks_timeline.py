@@ -30,13 +30,17 @@ from typing import Any
 
 import pytest
 from tests.helpers import run_cli
-from tests.integration.marks_world import REGION, World, make_world
+from tests.integration.marks_world import REGION, World, make_world, seed_instance
 from tests.integration.notice_servers import drain
 
 from awsops.config import Target
+from awsops.decommission.marking import MarkRequest, mark_instances
 from awsops.decommission.marktags import mark_value
-from awsops.decommission.model import SkipReason
+from awsops.decommission.model import PlanCriteria, SkipReason
+from awsops.decommission.noticelog import NoticeLog
+from awsops.decommission.notify import notify_owners
 from awsops.decommission.planner import build_plan
+from awsops.markconfig import MarkSettings, NotifySettings, ReportSettings
 from awsops.sandbox.faults import FaultProxy
 
 UTC = dt.timezone.utc
@@ -262,3 +266,31 @@ def test_a_notice_the_smtp_server_refused_is_sent_on_the_next_run(world: World) 
         ("report", "delivered"),
         ("smtp", "delivered"),
     ]
+
+
+def test_a_due_mark_is_planned_only_once_a_notice_about_it_went_out(
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWSOPS_HOME", str(tmp_path / "home"))
+    now = dt.datetime.now(UTC)
+    iid = seed_instance(aws, "web-1", now - 60 * DAY, Owner="team-web")
+    factory, target = aws.factory(), [Target(REGION)]
+    criteria = PlanCriteria(older_than_days=30, protect_tags=("DoNotDelete",))
+    mark_instances(factory, target, MarkRequest(criteria, 14 * DAY), now=now)
+    marked = dataclasses.replace(criteria, marked=True)
+    log = NoticeLog()
+
+    def plan() -> Any:
+        return build_plan(
+            factory, target, marked, now=now + 15 * DAY, notified=log.notified().__contains__
+        )
+
+    (skip,) = plan().targets[0].skipped
+    assert (skip.facts.instance_id, skip.reason) == (iid, SkipReason.NOT_NOTIFIED)
+    settings = MarkSettings(notify=NotifySettings(report=ReportSettings(str(tmp_path / "r"))))
+    assert notify_owners(factory, target, settings, now=now).ok
+    assert [f.instance_id for _, f in plan().chosen] == [iid]
+    # without the requirement, the notices log is not consulted
+    assert [
+        f.instance_id for _, f in build_plan(factory, target, marked, now=now + 15 * DAY).chosen
+    ] == [iid]

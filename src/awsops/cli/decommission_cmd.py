@@ -32,6 +32,7 @@ from awsops.config import DecommissionSettings
 from awsops.decommission.executor import ApplyPreview, ApplyReport, apply_plan
 from awsops.decommission.journal import journal_path_for
 from awsops.decommission.model import Plan
+from awsops.decommission.noticelog import NoticeLog
 from awsops.decommission.planfile import load_plan, plan_json, write_plan
 from awsops.decommission.planner import build_plan
 from awsops.decommission.render import (
@@ -208,6 +209,13 @@ def _apply(
         raise SystemExit(1)
 
 
+def notified_marks(settings: DecommissionSettings) -> Callable[[str], bool] | None:
+    """Which marks a notice went out about, from the notices log (None: not required)."""
+    if not settings.marks.require_notice:
+        return None
+    return NoticeLog().notified().__contains__
+
+
 def resume_args(plan_path: Path) -> tuple[str, ...]:
     return ("decommission", "apply", str(plan_path))
 
@@ -274,6 +282,7 @@ def plan_cmd(
             on_target=_plan_progress(progress, len(targets)),
             backup_retention_days=settings.backup_retention_days,
             window=settings.marks.window if marked else None,
+            notified=notified_marks(settings) if marked else None,
         )
     path = path or default_plan_path(plan.plan_id)
     write_plan(plan, path)

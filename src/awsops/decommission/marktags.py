@@ -100,6 +100,12 @@ def read_mark(tags: Mapping[str, str]) -> Mark | None:
     return Mark(value, parse_instant(value))
 
 
+def mark_key(account_id: str, region: str, instance_id: str, at: dt.datetime) -> str:
+    """One mark of one instance, as the notices log names it: a new mark (after an
+    unmark) is another key, owed its own notices."""
+    return f"{account_id}/{region}/{instance_id}@{iso_utc(at)}"
+
+
 def _tag(tags: Mapping[str, str], key: str) -> tuple[str, str] | None:
     """(key as written, value) of ``key``, compared case-insensitively: people write
     ``awsops:Keep`` and ``awsops:keep`` alike."""

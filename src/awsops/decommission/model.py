@@ -33,6 +33,7 @@ class SkipReason:
     OPTED_OUT = "opted-out"  # awsops:keep, or awsops:keep-until a later time
     NOT_MARKED = "not-marked"  # plan --marked: no readable awsops:terminate-after
     MARK_NOT_DUE = "mark-not-due"  # plan --marked: its awsops:terminate-after is later
+    NOT_NOTIFIED = "owner-not-notified"  # plan --marked: no notice of this mark went out
 
     ALL = (
         ACCOUNT_EXCLUDED,
@@ -46,6 +47,7 @@ class SkipReason:
         OPTED_OUT,
         NOT_MARKED,
         MARK_NOT_DUE,
+        NOT_NOTIFIED,
     )
 
 

@@ -66,6 +66,16 @@ class NoticeLog:
                     pairs.add((str(item[0]), str(item[1])))
         return out
 
+    def notified(self) -> set[str]:
+        """The marks (instance keys) some channel delivered a notice about."""
+        return {
+            str(item[0])
+            for r in read_records(self.path)
+            if r.get("status") == DELIVERED
+            for item in r.get("delivers") or ()
+            if isinstance(item, list) and len(item) == 2
+        }
+
     def append(self, record: Mapping[str, Any]) -> None:
         """Write one record and fsync it; a failure is a UsageError naming the log."""
         line = json.dumps({"ts": iso_utc(system_clock()), **record}, sort_keys=True) + "\n"

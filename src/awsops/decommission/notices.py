@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from awsops.clock import as_utc, iso_utc
-from awsops.decommission.marktags import KEEP_TAG, KEEP_UNTIL_TAG
+from awsops.decommission.marktags import KEEP_TAG, KEEP_UNTIL_TAG, mark_key
 from awsops.decommission.owners import Owner
 
 
@@ -44,8 +44,7 @@ class MarkedInstance:
 
     @property
     def key(self) -> str:
-        """One mark of one instance: a new mark (after an unmark) is owed new notices."""
-        return f"{self.account_id}/{self.region}/{self.instance_id}@{iso_utc(self.terminate_after)}"
+        return mark_key(self.account_id, self.region, self.instance_id, self.terminate_after)
 
     def days_left(self, now: dt.datetime) -> int:
         """Calendar days (UTC) from ``now`` to the mark's date; 0 on the day, negative
