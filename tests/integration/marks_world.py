@@ -7,12 +7,10 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -156,12 +154,10 @@ def seed_instance(aws: Any, name: str, stopped_at: dt.datetime | None, **tags: s
 
 
 def make_world(
-    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy: FaultProxy
+    aws: Any, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy: FaultProxy
 ) -> Iterator[World]:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("AWSOPS_HOME", str(home))
-    _sandbox_record(aws, home, proxy)
+    """The world in ``home`` (the ``sandbox_home`` fixture's awsops home)."""
+    send_sandbox_through(home, proxy)
     smtp = SmtpCapture(cert=self_signed(tmp_path), login=SMTP_LOGIN).start()
     hook = WebhookCapture()
     topic, sqs, queue = sns_to_sqs(aws, REGION)
@@ -199,23 +195,8 @@ def make_world(
         hook.close()
 
 
-def _sandbox_record(aws: Any, home: Path, proxy: FaultProxy) -> None:
-    """``awsops --sandbox`` in a subprocess goes through ``proxy``."""
-    from awsops.sandbox import manager
-    from awsops.sandbox.manager import SandboxState
-
-    info = manager.health(aws.endpoint)
-    assert info is not None
-    port = urlparse(aws.endpoint).port
-    assert port is not None
-    state = SandboxState(
-        pid=int(info["pid"]),
-        host="127.0.0.1",
-        port=port,
-        started_at=time.time(),
-        log_file=str(home / "log"),
-        proxy_pid=None,
-        proxy_port=proxy.port,
-        faults="(none: a ledger only)",
-    )
-    (home / "sandbox.json").write_text(json.dumps(asdict(state)))
+def send_sandbox_through(home: Path, proxy: FaultProxy) -> None:
+    """Make ``awsops --sandbox`` in a subprocess go through ``proxy`` (the sandbox record
+    that the ``sandbox_home`` fixture wrote, with the proxy's port added)."""
+    record = home / "sandbox.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "proxy_port": proxy.port}))

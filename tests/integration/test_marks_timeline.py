@@ -49,9 +49,11 @@ CHECKED_DAYS = (0, 4, 5, 10, 13, 21, 30)
 
 
 @pytest.fixture
-def world(aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(
+    aws: Any, sandbox_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
     with FaultProxy(aws.endpoint) as proxy:
-        yield from make_world(aws, tmp_path, monkeypatch, proxy)
+        yield from make_world(aws, sandbox_home, tmp_path, monkeypatch, proxy)
 
 
 def _cli(world: World, *args: str) -> Any:
@@ -269,9 +271,8 @@ def test_a_notice_the_smtp_server_refused_is_sent_on_the_next_run(world: World) 
 
 
 def test_a_due_mark_is_planned_only_once_a_notice_about_it_went_out(
-    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aws: Any, sandbox_home: Path, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("AWSOPS_HOME", str(tmp_path / "home"))
     now = dt.datetime.now(UTC)
     iid = seed_instance(aws, "web-1", now - 60 * DAY, Owner="team-web")
     factory, target = aws.factory(), [Target(REGION)]

@@ -43,9 +43,20 @@ _OUTPUT = click.option(
 _DRY_RUN = click.option("--dry-run", is_flag=True, help="Show what would be done; change nothing.")
 
 
-def _table(rows: Sequence[dict[str, Any]], drop_order: Sequence[str]) -> None:
+def _render(
+    output_format: str,
+    data: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    drop_order: Sequence[str],
+    summary: str,
+) -> None:
+    """JSON on stdout, or the table on stdout and the summary line on stderr."""
+    if output_format == "json":
+        click.echo(to_json(data, indent=2))
+        return
     with RecordWriter("table", sys.stdout, drop_order=drop_order) as w:
         w.write_all(rows)
+    click.echo(summary, err=True)
 
 
 def _errors(errors: Sequence[str]) -> None:
@@ -97,11 +108,9 @@ def mark_cmd(
         dry_run=dry_run,
         concurrency=concurrency,
     )
-    if output_format == "json":
-        click.echo(to_json(mark_json(report), indent=2))
-    else:
-        _table(mark_rows(report), MARK_DROP_ORDER)
-        click.echo(mark_summary(report), err=True)
+    _render(
+        output_format, mark_json(report), mark_rows(report), MARK_DROP_ORDER, mark_summary(report)
+    )
     _errors(report.errors)
 
 
@@ -129,11 +138,13 @@ def notify_cmd(
         settings.marks,
         dry_run=dry_run,
     )
-    if output_format == "json":
-        click.echo(to_json(notify_json(report), indent=2))
-    else:
-        _table(notify_rows(report), NOTIFY_DROP_ORDER)
-        click.echo(notify_summary(report), err=True)
+    _render(
+        output_format,
+        notify_json(report),
+        notify_rows(report),
+        NOTIFY_DROP_ORDER,
+        notify_summary(report),
+    )
     failures = [f"{d.channel} to {d.notice.owner.label}: {d.error}" for d in report.failed] + [
         f"no configured channel can reach owner {n.owner.label}" for n in report.undeliverable
     ]
