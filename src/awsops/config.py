@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from awsops.errors import UsageError
+from awsops.markconfig import MarkSettings, parse_mark_settings
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f")
 ROLE_ARN_RE = re.compile(
@@ -293,6 +294,7 @@ class DecommissionSettings:
     snapshot_max_attempts: int = 240
     terminate_delay: int = 15
     terminate_max_attempts: int = 80
+    marks: MarkSettings = field(default_factory=MarkSettings)  # mark, notify, plan --marked
 
 
 _LIST_KEYS = ("protect_tags", "account_allowlist", "account_denylist", "exclude_instance_ids")
@@ -357,6 +359,8 @@ def load_decommission_settings(path: str | Path | None) -> DecommissionSettings:
                 "backup must be image or snapshots (none only on the command line)",
             )
             kwargs[key] = value
+        elif key == "marks":
+            kwargs[key] = parse_mark_settings(value, p)
         elif key == "exclude_tags":
             _expect(isinstance(value, Mapping), p, f"{key} must be a mapping of tag key to value")
             kwargs[key] = {str(k): str(v) for k, v in value.items()}

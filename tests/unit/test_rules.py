@@ -142,9 +142,16 @@ def test_every_skip_reason_is_covered() -> None:
             (facts(state="pending"), CRITERIA),
             (facts(stop_time=None), CRITERIA),
             (facts(stop_time=NOW), CRITERIA),
+            (facts(tags={"awsops:keep": "TICKET-1"}), CRITERIA),
+            (facts(), dataclasses.replace(CRITERIA, marked=True)),
+            (
+                facts(tags={"awsops:terminate-after": "2026-06-02T00:00:00Z"}),
+                dataclasses.replace(CRITERIA, marked=True),
+            ),
         ]
     }
-    assert seen == set(SkipReason.ALL)
+    # owner-not-notified is the planner's, from the notices log (tests/integration)
+    assert seen | {SkipReason.NOT_NOTIFIED} == set(SkipReason.ALL)
 
 
 def test_protection_tag_keys_compare_case_insensitively() -> None:

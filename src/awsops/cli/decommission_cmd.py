@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ from awsops.cli.decommission_options import (
     ALLOW_SHORT,
     APPLY_OPTIONS,
     CAPS,
+    MARKED,
     PLAN_OPTIONS,
     apply_options,
     check_plan_output,
@@ -30,6 +32,7 @@ from awsops.config import DecommissionSettings
 from awsops.decommission.executor import ApplyPreview, ApplyReport, apply_plan
 from awsops.decommission.journal import journal_path_for
 from awsops.decommission.model import Plan
+from awsops.decommission.noticelog import NoticeLog
 from awsops.decommission.planfile import load_plan, plan_json, write_plan
 from awsops.decommission.planner import build_plan
 from awsops.decommission.render import (
@@ -206,6 +209,13 @@ def _apply(
         raise SystemExit(1)
 
 
+def notified_marks(settings: DecommissionSettings) -> Callable[[str], bool] | None:
+    """Which marks a notice went out about, from the notices log (None: not required)."""
+    if not settings.marks.require_notice:
+        return None
+    return NoticeLog().notified().__contains__
+
+
 def resume_args(plan_path: Path) -> tuple[str, ...]:
     return ("decommission", "apply", str(plan_path))
 
@@ -218,6 +228,7 @@ def decommission() -> None:
 
 @decommission.command("plan")
 @with_options(PLAN_OPTIONS)
+@MARKED
 @with_options(CAPS)
 @click.option(
     "-o",
@@ -244,6 +255,7 @@ def plan_cmd(
     cloudtrail: bool,
     concurrency: int,
     allow_short: bool,
+    marked: bool,
     out: str | None,
     output_format: str,
     **kw: Any,
@@ -251,6 +263,7 @@ def plan_cmd(
     """Read-only: find stopped instances, decide, write a reviewable, signed plan."""
     settings = load_settings(config_file)
     criteria = criteria_from(older_than, settings, cloudtrail, allow_short)
+    criteria = dataclasses.replace(criteria, marked=marked)
     limits = plan_limits(settings, kw)
     path = check_plan_output(out) if out is not None else None
     if path is None:
@@ -268,6 +281,8 @@ def plan_cmd(
             endpoint=endpoint_of(app),
             on_target=_plan_progress(progress, len(targets)),
             backup_retention_days=settings.backup_retention_days,
+            window=settings.marks.window if marked else None,
+            notified=notified_marks(settings) if marked else None,
         )
     path = path or default_plan_path(plan.plan_id)
     write_plan(plan, path)
@@ -364,6 +379,7 @@ def run_cmd(
         raise SystemExit(1)
 
 
+from awsops.cli.decommission_marks import mark_cmd, notify_cmd  # noqa: E402
 from awsops.cli.decommission_restore import prune_cmd, restore_cmd  # noqa: E402
 from awsops.cli.decommission_view import report_cmd, show_cmd  # noqa: E402
 
@@ -371,5 +387,7 @@ decommission.add_command(show_cmd)
 decommission.add_command(report_cmd)
 decommission.add_command(restore_cmd)
 decommission.add_command(prune_cmd)
+decommission.add_command(mark_cmd)
+decommission.add_command(notify_cmd)
 
 COMMANDS = [decommission]

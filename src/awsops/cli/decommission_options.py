@@ -24,23 +24,23 @@ MAX_OLDER_THAN_DAYS = 36500.0
 OUTPUT_FORMAT_NAMES = ("table", "json", "jsonl", "csv", "markdown", "html", "yaml", "text")
 
 
-def parse_older_than(value: str, allow_short: bool = False) -> float:
+def parse_older_than(value: str, allow_short: bool = False, flag: str = "--older-than") -> float:
     """``30d``, ``36h``, ``2w`` or a bare number of days (ASCII digits) -> days.
 
     Under one day is refused unless ``allow_short``: a typo such as ``30h`` for ``30d``
     would otherwise choose every instance stopped since yesterday."""
     m = _DURATION.fullmatch(value or "")
     if not m:
-        raise UsageError(f"--older-than {value!r}: use a duration like 30d, 36h or 2w")
+        raise UsageError(f"{flag} {value!r}: use a duration like 30d, 36h or 2w")
     n = float(m.group(1))
     days = {"": n, "d": n, "h": n / 24.0, "w": n * 7.0}[m.group(2)]
     if days <= 0:
-        raise UsageError("--older-than must be more than zero")
+        raise UsageError(f"{flag} must be more than zero")
     if days > MAX_OLDER_THAN_DAYS:
-        raise UsageError(f"--older-than {value}: more than {MAX_OLDER_THAN_DAYS:g} days")
+        raise UsageError(f"{flag} {value}: more than {MAX_OLDER_THAN_DAYS:g} days")
     if days < MIN_OLDER_THAN_DAYS and not allow_short:
         raise UsageError(
-            f"--older-than {value} is under one day: pass --allow-short if you really mean it"
+            f"{flag} {value} is under one day: pass --allow-short if you really mean it"
         )
     return days
 
@@ -206,6 +206,13 @@ ALLOW_SHORT = click.option(
     "--allow-short", is_flag=True, help="Allow an --older-than (or a plan's) under one day."
 )
 
+MARKED = click.option(
+    "--marked",
+    is_flag=True,
+    help="Only instances whose awsops:terminate-after mark is due and which still "
+    "qualify (see `decommission mark`); refused outside the config's marks.window.",
+)
+
 CAPS = [
     click.option(
         "--max-instances",
@@ -222,8 +229,7 @@ CAPS = [
     ),
 ]
 
-PLAN_OPTIONS = [
-    click.option("--older-than", required=True, help="Stopped for longer than: 30d, 36h, 2w."),
+SCOPE_OPTIONS = [
     click.option("--regions", default=None, help="Comma-separated regions, or 'all'."),
     click.option(
         "--targets",
@@ -240,6 +246,11 @@ PLAN_OPTIONS = [
         help="Decommission config YAML (protect tags, account lists, caps...); default "
         "./awsops.yaml, else $AWSOPS_HOME/config.yaml, if there is one.",
     ),
+]
+
+PLAN_OPTIONS = [
+    click.option("--older-than", required=True, help="Stopped for longer than: 30d, 36h, 2w."),
+    *SCOPE_OPTIONS,
     click.option(
         "--cloudtrail",
         is_flag=True,

@@ -30,6 +30,10 @@ class SkipReason:
     NOT_STOPPED = "not-stopped"
     STOP_TIME_UNKNOWN = "stop-time-unknown"
     TOO_RECENT = "stopped-too-recently"
+    OPTED_OUT = "opted-out"  # awsops:keep, or awsops:keep-until a later time
+    NOT_MARKED = "not-marked"  # plan --marked: no readable awsops:terminate-after
+    MARK_NOT_DUE = "mark-not-due"  # plan --marked: its awsops:terminate-after is later
+    NOT_NOTIFIED = "owner-not-notified"  # plan --marked: no notice of this mark went out
 
     ALL = (
         ACCOUNT_EXCLUDED,
@@ -40,6 +44,10 @@ class SkipReason:
         NOT_STOPPED,
         STOP_TIME_UNKNOWN,
         TOO_RECENT,
+        OPTED_OUT,
+        NOT_MARKED,
+        MARK_NOT_DUE,
+        NOT_NOTIFIED,
     )
 
 
@@ -236,6 +244,7 @@ class PlanCriteria:
     exclude_instance_ids: tuple[str, ...] = ()
     exclude_tags: Mapping[str, str] = field(default_factory=dict)
     cloudtrail: bool = False
+    marked: bool = False  # only instances whose awsops:terminate-after is due
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -246,6 +255,7 @@ class PlanCriteria:
             "exclude_instance_ids": list(self.exclude_instance_ids),
             "exclude_tags": dict(self.exclude_tags),
             "cloudtrail": self.cloudtrail,
+            "marked": self.marked,
         }
 
     @classmethod
@@ -261,6 +271,7 @@ class PlanCriteria:
             exclude_instance_ids=tuple(d.get("exclude_instance_ids") or ()),
             exclude_tags=dict(d.get("exclude_tags") or {}),
             cloudtrail=bool(d.get("cloudtrail", False)),
+            marked=bool(d.get("marked", False)),
         )
 
 

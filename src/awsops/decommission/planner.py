@@ -18,7 +18,8 @@ from typing import Any
 
 from awsops.clients import TargetClients
 from awsops.config import Target
-from awsops.decommission import inspect, pricing
+from awsops.decommission import inspect, markscan, pricing
+from awsops.decommission.marktags import mark_key, read_mark
 from awsops.decommission.model import (
     MAX_LIFETIME,
     Decision,
@@ -32,8 +33,9 @@ from awsops.decommission.model import (
 )
 from awsops.decommission.rules import decide, eligible_before_attributes
 from awsops.decommission.stoptime import CloudTrailStopLookup
-from awsops.errors import UsageError
+from awsops.errors import SafetyError, UsageError
 from awsops.fanout import DEFAULT_CONCURRENCY, run_targets
+from awsops.markconfig import Window
 from awsops.session import SessionFactory
 
 
@@ -42,6 +44,7 @@ class AccountMismatchError(UsageError):
 
 
 LookupFactory = Callable[[TargetClients, str], CloudTrailStopLookup]
+Notified = Callable[[str], bool]  # a mark's key -> was a notice about it delivered?
 
 
 class TargetPlanner:
@@ -54,10 +57,12 @@ class TargetPlanner:
         now: dt.datetime,
         page_size: int = inspect.PAGE_SIZE,
         lookup_factory: LookupFactory | None = None,
+        notified: Notified | None = None,
     ) -> None:
         self.factory = factory
         self.criteria = criteria
         self.now = now
+        self.notified = notified
         self.page_size = page_size
         self.lookup_factory = lookup_factory or (
             lambda clients, region: CloudTrailStopLookup(clients.get("cloudtrail"))
@@ -89,16 +94,21 @@ class TargetPlanner:
         session = self.factory.for_target(target)
         account = self.real_account(target, session)
         with TargetClients(session, target.region, self.factory.settings) as clients:
-            return self._plan(target, account, clients)
+            return self.plan_with(target, account, clients)
 
-    def _plan(self, target: Target, account: str, clients: TargetClients) -> TargetPlan:
+    def plan_with(self, target: Target, account: str, clients: TargetClients) -> TargetPlan:
+        """Plan one target whose account is known, with the caller's clients."""
         region = target.region
         ec2 = clients.get("ec2")
         lookup: CloudTrailStopLookup | None = None
         skipped: list[Decision] = []
         candidates: list[InstanceFacts] = []
         examined = 0
-        for inst in inspect.iter_stopped(ec2, region, self.page_size):
+        if self.criteria.marked:  # only marked instances can be due
+            listing = markscan.iter_marked(ec2, region, ("stopped",), self.page_size)
+        else:
+            listing = inspect.iter_stopped(ec2, region, self.page_size)
+        for inst in listing:
             examined += 1
             facts = inspect.facts_from_instance(inst)
             early = eligible_before_attributes(facts, account, self.criteria, self.now)
@@ -118,6 +128,8 @@ class TargetPlanner:
         if candidates:
             for facts in inspect.enrich(ec2, clients.get("autoscaling"), region, candidates):
                 decision = decide(facts, account, self.criteria, self.now)
+                if decision.terminate and self.criteria.marked:
+                    decision = self._told(decision, account, region)
                 if decision.terminate:
                     chosen.append(facts)
                 else:
@@ -132,6 +144,21 @@ class TargetPlanner:
             examined=examined,
             chosen=tuple(sorted(chosen, key=lambda f: f.instance_id)),
             skipped=tuple(sorted(skipped, key=lambda d: d.facts.instance_id)),
+        )
+
+    def _told(self, decision: Decision, account: str, region: str) -> Decision:
+        """A due mark is acted on only once its owner was told (``notified``)."""
+        mark = read_mark(decision.facts.tags)
+        if self.notified is None or mark is None or mark.at is None:
+            return decision
+        key = mark_key(account, region, decision.facts.instance_id, mark.at)
+        if self.notified(key):
+            return decision
+        return Decision(
+            decision.facts,
+            False,
+            SkipReason.NOT_NOTIFIED,
+            "no notice of this mark was delivered (decommission notify)",
         )
 
 
@@ -177,14 +204,23 @@ def build_plan(
     limits: PlanLimits | None = None,
     endpoint: PlanEndpoint | None = None,
     backup_retention_days: int = pricing.DEFAULT_RETENTION_DAYS,
+    window: Window | None = None,
+    notified: Notified | None = None,
 ) -> Plan:
     """Plan every target (concurrently); a failing target is recorded with its error
     and plans nothing, the others complete. A target labelled with an account its
-    credentials do not reach fails the whole plan (:class:`AccountMismatchError`)."""
+    credentials do not reach fails the whole plan (:class:`AccountMismatchError`).
+
+    With a ``window``, planning outside it is refused (:class:`SafetyError`, before any
+    call) and the plan expires when the window closes, so it cannot be applied after.
+    With ``notified``, a marked plan keeps every due mark no notice went out about."""
     now = now or dt.datetime.now(dt.timezone.utc)
     if not 0 < ttl_hours <= MAX_LIFETIME.total_seconds() / 3600:
         raise UsageError(f"plan lifetime {ttl_hours:g} h is not in (0, {MAX_LIFETIME.days * 24}]")
-    planner = TargetPlanner(factory, criteria, now, page_size, lookup_factory)
+    expires_at = now + dt.timedelta(hours=ttl_hours)
+    if window is not None:
+        expires_at = min(expires_at, window_close(window, now))
+    planner = TargetPlanner(factory, criteria, now, page_size, lookup_factory, notified)
     results: list[tuple[Target, TargetPlan]] = []
     mismatch: AccountMismatchError | None = None
     for res in run_targets(planner, targets, concurrency):
@@ -216,10 +252,21 @@ def build_plan(
     return Plan(
         plan_id=f"plan-{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}",
         created_at=now,
-        expires_at=now + dt.timedelta(hours=ttl_hours),
+        expires_at=expires_at,
         criteria=criteria,
         targets=tuple(planned),
         summary=summarize(planned, backup_retention_days),
         limits=limits or PlanLimits(),
         endpoint=endpoint or PlanEndpoint(),
     )
+
+
+def window_close(window: Window, now: dt.datetime) -> dt.datetime:
+    """When the window open at ``now`` closes; a SafetyError if it is not open."""
+    if not window.contains(now):
+        opens = window.next_opening(now)
+        raise SafetyError(
+            f"outside the window ({window.describe()}): nothing is proposed before it "
+            f"opens again at {opens.isoformat()}"
+        )
+    return window.closes(now)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from awsops.clock import iso_utc
+from awsops.decommission.marktags import MARK_TAG, opt_out, read_mark
 from awsops.decommission.model import Decision, InstanceFacts, PlanCriteria, SkipReason
 
 ASG_TAG = "aws:autoscaling:groupName"
@@ -58,6 +60,9 @@ def eligible_before_attributes(
     tag = protection_tag(facts, criteria.protect_tags)
     if tag:
         return Decision(facts, False, SkipReason.PROTECT_TAG, f"tag {tag}")
+    why = opt_out(facts.tags, now)
+    if why:
+        return Decision(facts, False, SkipReason.OPTED_OUT, why)
     if facts.asg_name or ASG_TAG in facts.tags:
         name = facts.asg_name or facts.tags.get(ASG_TAG)
         return Decision(facts, False, SkipReason.AUTO_SCALING, f"group {name}")
@@ -78,6 +83,27 @@ def eligible_before_attributes(
             False,
             SkipReason.TOO_RECENT,
             f"stopped {age:.1f} days ago (< {criteria.older_than_days:g})",
+        )
+    return mark_not_due(facts, now) if criteria.marked else None
+
+
+def mark_not_due(facts: InstanceFacts, now: dt.datetime) -> Decision | None:
+    """For plans of marked instances only: the skip of an instance whose mark is
+    missing, unreadable or not yet due; None if it is due."""
+    mark = read_mark(facts.tags)
+    if mark is None:
+        return Decision(facts, False, SkipReason.NOT_MARKED, f"no {MARK_TAG} tag")
+    if mark.at is None:
+        return Decision(
+            facts, False, SkipReason.NOT_MARKED, f"{MARK_TAG}={mark.value!r} is not a date"
+        )
+    if now < mark.at:
+        days = (mark.at - now).total_seconds() / 86400.0
+        return Decision(
+            facts,
+            False,
+            SkipReason.MARK_NOT_DUE,
+            f"due {iso_utc(mark.at)} (in {days:.1f} days)",
         )
     return None
 
