@@ -279,8 +279,7 @@ def _check_world(env: Env, world: World, seeded: Seeded, now: dt.datetime) -> No
     wrong = backup_violations(led, volumes, served, fates)
     assert not wrong, "\n".join(wrong) + context
     # Nothing twice, nothing else.
-    twice = set(led.duplicate_snapshots()) - _known_second_snapshots(led, fates)
-    assert not twice, f"{led.duplicate_snapshots()}{context}"
+    assert not led.duplicate_snapshots(), f"{led.duplicate_snapshots()}{context}"
     assert not led.resent, f"TerminateInstances re-sent: {dict(led.resent)}{context}"
     assert not led.other, f"other mutating calls: {led.other}{context}"
     allowed_volumes = {v for iid in eligible for v in before[iid].deletable}
@@ -309,24 +308,6 @@ def _check_world(env: Env, world: World, seeded: Seeded, now: dt.datetime) -> No
     if refused(world):  # nothing changed anywhere (ledger), and apply said why
         assert not led.records, f"a refused plan changed things: {led.records}{context}"
         assert refusal is not None and "reach account" in str(refusal), f"{refusal}{context}"
-
-
-def _known_second_snapshots(led: Ledger, fates: dict[str, Fate]) -> set[str]:
-    """Volumes snapshotted twice in the one case of a known awsops bug (see
-    test_a_lost_answer_to_a_snapshot_that_failed_leads_to_no_second_one, a strict
-    xfail): every earlier CreateSnapshot of the volume had its answer lost and its
-    snapshot had already failed. Drop this allowance when the bug is fixed."""
-    known = set()
-    for vol, calls in led.snapshot_calls.items():
-        earlier = calls[:-1]
-        if earlier and all(
-            not c.delivered
-            and any(fates[s].final_state == "error" for s in c.created if s in fates)
-            for c in earlier
-        ):
-            known.add(vol)
-            REACHED["known bug: a second snapshot after a lost answer to a failed one"] += 1
-    return known
 
 
 # Each kind of example the property test is meant to search; the derandomized CI
@@ -430,14 +411,6 @@ def test_a_failed_snapshot_does_not_cut_short_the_wait_for_the_others(env: Env) 
     assert set(led.effective) == done, f"backups {final}, terminated {set(led.effective)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="awsops bug: after a lost CreateSnapshot answer, SnapshotBackups.create looks "
-    "for the plan's snapshot of the volume with SnapshotBackups.find, which leaves out "
-    "snapshots in state 'error'; a snapshot that was made but had already failed is not "
-    "found, so CreateSnapshot is sent again: two snapshots of one volume in one run "
-    "(backup.py's docstring: a call whose answer was lost never leads to a second one)",
-)
 def test_a_lost_answer_to_a_snapshot_that_failed_leads_to_no_second_one(env: Env) -> None:
     """One eligible instance, one volume to back up. The server fails every snapshot at
     once; the proxy cuts the answer to the first CreateSnapshot (a reset: EC2 made the

@@ -2,8 +2,9 @@
 delete, made at most once, and waited for until ``completed``.
 
 - Right before each CreateSnapshot the plan's snapshot of that volume is looked for by
-  tag and adopted if found (not errored): a resumed run, a concurrent run of the same
-  plan on another host, or a call whose answer was lost never leads to a second one.
+  tag and adopted if found (not errored): a resumed run or a concurrent run of the same
+  plan on another host never leads to a second one. After a lost answer, the look-up
+  adopts a new snapshot whatever its state, so an already failed one is not made twice.
 - CreateSnapshot is not idempotent, so it goes through a client without automatic
   retries: a throttle was refused before EC2 acted, so it is resent after a backoff;
   after a 5xx or a lost answer the tag look-up comes first.
@@ -172,23 +173,30 @@ class SnapshotBackups:
     def __init__(self, run: ApplyRun) -> None:
         self.run = run
 
-    def find(self, work: TargetWork, volume_id: str | None = None) -> dict[str, dict[str, Any]]:
-        """This plan's snapshots that are not errored (by tag), keyed by volume id;
-        only those of ``volume_id`` if it is given."""
+    def snapshots(self, work: TargetWork, volume_id: str | None = None) -> list[dict[str, Any]]:
+        """This plan's snapshots in every state (by tag); only those of ``volume_id``
+        if it is given."""
         filters = [{"Name": f"tag:{TAG_PLAN}", "Values": [self.run.plan.plan_id]}]
         if volume_id is not None:
             filters.append({"Name": f"tag:{TAG_VOLUME}", "Values": [volume_id]})
-        found: dict[str, dict[str, Any]] = {}
-        for snap in iter_items(
-            work.ec2,
-            "describe_snapshots",
-            "Snapshots[]",
-            {"OwnerIds": ["self"], "Filters": filters},
-            region=work.plan.region,
-        ):
-            if snap.get("State") != "error":
-                found[snap["VolumeId"]] = snap
-        return found
+        return list(
+            iter_items(
+                work.ec2,
+                "describe_snapshots",
+                "Snapshots[]",
+                {"OwnerIds": ["self"], "Filters": filters},
+                region=work.plan.region,
+            )
+        )
+
+    def find(self, work: TargetWork, volume_id: str | None = None) -> dict[str, dict[str, Any]]:
+        """This plan's snapshots that are not errored (by tag), keyed by volume id;
+        only those of ``volume_id`` if it is given."""
+        return {
+            snap["VolumeId"]: snap
+            for snap in self.snapshots(work, volume_id)
+            if snap.get("State") != "error"
+        }
 
     def back_up(self, work: TargetWork, facts: InstanceFacts) -> dict[str, str] | None:
         """Snapshot ids of the instance's deletable volumes (found or created), or None
@@ -202,7 +210,8 @@ class SnapshotBackups:
             if self.run.stopping:
                 work.result(facts, Outcome.NOT_DONE, "stopped before its backup was made")
                 return None
-            found = self.find(work, vol.volume_id).get(vol.volume_id)
+            known = self.snapshots(work, vol.volume_id)
+            found = next((x for x in known if x.get("State") != "error"), None)
             if found is not None:
                 sid = str(found["SnapshotId"])
                 if rec.snapshots.get(vol.volume_id) != sid:
@@ -220,7 +229,7 @@ class SnapshotBackups:
                 Event.SNAPSHOT_REQUESTED, instance_id=facts.instance_id, volume_id=vol.volume_id
             )
             try:
-                sid = self.create(work, facts, vol)
+                sid = self.create(work, facts, vol, {str(x["SnapshotId"]) for x in known})
             except StoppedError as err:
                 work.result(facts, Outcome.NOT_DONE, str(err))
                 return None
@@ -237,8 +246,12 @@ class SnapshotBackups:
             ids[vol.volume_id] = sid
         return ids
 
-    def create(self, work: TargetWork, facts: InstanceFacts, vol: Volume) -> str:
-        """CreateSnapshot exactly once per volume (see :func:`send_once`)."""
+    def create(self, work: TargetWork, facts: InstanceFacts, vol: Volume, known: set[str]) -> str:
+        """CreateSnapshot exactly once per volume (see :func:`send_once`). After a lost
+        answer, a snapshot of this plan and volume that was not among ``known`` (those
+        there before the call) is this call's, whatever its state: one that had already
+        failed is adopted, and its state keeps the instance, rather than sending a
+        second CreateSnapshot."""
         run = self.run
         tags = [
             *backup_tags(run, facts.instance_id),
@@ -257,8 +270,9 @@ class SnapshotBackups:
             return str(resp["SnapshotId"])
 
         def look() -> str | None:
-            found = self.find(work, vol.volume_id).get(vol.volume_id)
-            return str(found["SnapshotId"]) if found is not None else None
+            new = [x for x in self.snapshots(work, vol.volume_id) if x["SnapshotId"] not in known]
+            new.sort(key=lambda x: x.get("State") == "error")  # a usable one first
+            return str(new[0]["SnapshotId"]) if new else None
 
         return send_once(
             run, work, "CreateSnapshot", f"the snapshot of {vol.volume_id}", send, look

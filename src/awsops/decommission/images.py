@@ -63,21 +63,27 @@ class ImageBackups:
     def __init__(self, run: ApplyRun) -> None:
         self.run = run
 
+    def images(self, work: TargetWork, instance_id: str) -> list[dict[str, Any]]:
+        """This plan's images of the instance (by tag), in every state."""
+        return list(
+            iter_items(
+                work.ec2,
+                "describe_images",
+                "Images[]",
+                {
+                    "Owners": ["self"],
+                    "Filters": [
+                        {"Name": f"tag:{TAG_PLAN}", "Values": [self.run.plan.plan_id]},
+                        {"Name": f"tag:{TAG_INSTANCE}", "Values": [instance_id]},
+                    ],
+                },
+                region=work.plan.region,
+            )
+        )
+
     def find(self, work: TargetWork, instance_id: str) -> str | None:
         """This plan's image of the instance (by tag), unless it failed."""
-        for image in iter_items(
-            work.ec2,
-            "describe_images",
-            "Images[]",
-            {
-                "Owners": ["self"],
-                "Filters": [
-                    {"Name": f"tag:{TAG_PLAN}", "Values": [self.run.plan.plan_id]},
-                    {"Name": f"tag:{TAG_INSTANCE}", "Values": [instance_id]},
-                ],
-            },
-            region=work.plan.region,
-        ):
+        for image in self.images(work, instance_id):
             if image.get("State") not in GONE:
                 return str(image["ImageId"])
         return None
@@ -94,7 +100,8 @@ class ImageBackups:
         if run.stopping:
             work.result(facts, Outcome.NOT_DONE, "stopped before its image was made")
             return None
-        found = self.find(work, iid)
+        known = self.images(work, iid)
+        found = next((str(x["ImageId"]) for x in known if x.get("State") not in GONE), None)
         if found is not None:
             if rec.image_id != found:
                 rec.image_id = found
@@ -115,10 +122,16 @@ class ImageBackups:
             )
             return str(resp["ImageId"])
 
+        def look() -> str | None:
+            # After a lost answer, a new image is this call's whatever its state: one
+            # that already failed is adopted (its state keeps the instance), not made twice.
+            old = {x["ImageId"] for x in known}
+            new = [x for x in self.images(work, iid) if x["ImageId"] not in old]
+            new.sort(key=lambda x: x.get("State") in GONE)
+            return str(new[0]["ImageId"]) if new else None
+
         try:
-            image_id = send_once(
-                run, work, "CreateImage", f"the image of {iid}", send, lambda: self.find(work, iid)
-            )
+            image_id = send_once(run, work, "CreateImage", f"the image of {iid}", send, look)
         except StoppedError as err:
             work.result(facts, Outcome.NOT_DONE, str(err))
             return None
