@@ -17,7 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from awsops.errors import AwsError, AwsopsError, SafetyError, UsageError, translate
 from awsops.fanout import DEFAULT_ITEM_CONCURRENCY, map_concurrent
-from awsops.waiters import OnAttempt, chunked, wait_many
+from awsops.waiters import OnAttempt, chunked
+from awsops.waitmany import wait_many
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

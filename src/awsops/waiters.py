@@ -3,8 +3,8 @@
 :func:`wait` interprets a botocore waiter (its operation and acceptors, pure data)
 with a delay/max-attempts override and a callback per attempt, and raises errors of
 ours that name the waiter, the resources and the last observed state.
-:func:`wait_many` waits for many resources by batching their ids into few describe
-calls per poll.
+:func:`awsops.waitmany.wait_many` waits for many resources by batching their ids
+into few describe calls per poll.
 
 Acceptor semantics follow ``botocore.waiter.Waiter.wait``:
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,107 +42,37 @@ from botocore.exceptions import BotoCoreError, ClientError, UnknownServiceError
 from botocore.exceptions import DataNotFoundError as _DataNotFoundError
 
 from awsops.errors import AwsError, AwsopsError, ThrottledError, UsageError, translate
+from awsops.waitresults import (
+    OnAttempt,
+    WaitAttempt,
+    WaitCancelledError,
+    WaiterError,
+    WaiterFailedError,
+    WaiterTimeoutError,
+    WaitSummary,
+    resource_label,
+)
+
+__all__ = [
+    "OnAttempt",
+    "WaitAttempt",
+    "WaitCancelledError",
+    "WaitSummary",
+    "WaiterError",
+    "WaiterFailedError",
+    "WaiterTimeoutError",
+    "chunked",
+    "normalize_waiter_name",
+    "resource_label",
+    "wait",
+    "waiter_names",
+]
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
 # A merged observation never follows more pages than this (a runaway paginator).
 MAX_PAGES_PER_POLL = 1000
-# How many ids or values an error message or progress label shows before "+N".
-_SHOWN = 5
-
-
-@dataclass(frozen=True)
-class WaitAttempt:
-    """What a per-attempt callback is told after each poll.
-
-    ``attempt`` of ``max_attempts``; ``elapsed`` seconds since the wait began;
-    ``observed`` is what the waiter's path looked at (e.g. the instance states, or
-    the error code of an error response); ``state`` is ``retry``, ``success`` or
-    ``failure``. For :func:`wait_many` one attempt is one round over every pending
-    batch, ``observed`` counts the values seen in that round (``{"pending": 3,
-    "running": 97}``) and ``pending`` is how many resources are not done yet.
-    """
-
-    waiter: str
-    attempt: int
-    max_attempts: int
-    elapsed: float
-    observed: Any
-    state: str  # "retry", "success" or "failure"
-    service: str = ""
-    resources: str = ""
-    pending: int | None = None
-
-
-class WaiterError(AwsError):
-    """A wait that did not reach its success state. Carries the evidence.
-
-    ``waiter`` (snake_case name), ``service``, ``resources`` (a short label of the
-    parameters), ``observed`` (the last observed value), ``attempts`` made,
-    ``elapsed`` seconds, ``pending`` ids (for :func:`wait_many`) and the
-    ``last_response``.
-    """
-
-    category = "waiter"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        waiter: str | None = None,
-        service: str | None = None,
-        resources: str = "",
-        observed: Any = None,
-        attempts: int = 0,
-        elapsed: float = 0.0,
-        pending: Sequence[str] = (),
-        last_response: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, **kwargs)
-        self.waiter = waiter
-        self.service = service
-        self.resources = resources
-        self.observed = observed
-        self.attempts = attempts
-        self.elapsed = elapsed
-        self.pending = tuple(pending)
-        self.last_response = dict(last_response) if last_response is not None else None
-
-
-class WaiterTimeoutError(WaiterError):
-    """The waiter ran out of attempts before reaching its success state (exit 4)."""
-
-    category = "waiter-timeout"
-    exit_code = 4
-
-
-class WaiterFailedError(WaiterError):
-    """The resource reached a state from which the waiter cannot succeed (exit 5)."""
-
-    category = "waiter-failure"
-    exit_code = 5
-
-
-class WaitCancelledError(AwsopsError):
-    """The caller's ``stop`` event was set while waiting (exit 130, like Ctrl-C)."""
-
-    exit_code = 130
-
-
-OnAttempt = Callable[[WaitAttempt], None]
-
-
-@dataclass(frozen=True)
-class WaitSummary:
-    """What a successful :func:`wait_many` cost: rounds of polling and API calls."""
-
-    resources: int
-    batches: int
-    rounds: int
-    calls: int
-    elapsed: float
 
 
 def waiter_names(client: BaseClient) -> list[str]:
@@ -158,39 +87,14 @@ def normalize_waiter_name(name: str) -> str:
     return xform_name(name) if name[:1].isupper() else name
 
 
-def resource_label(params: Mapping[str, Any]) -> str:
-    """A short, one-line description of what a waiter polls, from its parameters."""
-    parts = []
-    for key, value in params.items():
-        if isinstance(value, (list, tuple)):
-            if value and all(isinstance(v, (str, int)) for v in value):
-                parts.append(f"{key}={_shorten(value)}")
-            elif value and all(isinstance(v, Mapping) for v in value):
-                parts.append(f"{key}={_shorten([_filter_label(v) for v in value])}")
-        elif isinstance(value, (str, int)) and not isinstance(value, bool):
-            parts.append(f"{key}={value}")
-    return " ".join(parts) or "(no parameters)"
-
-
-def _shorten(values: Sequence[Any]) -> str:
-    shown = ",".join(map(str, values[:_SHOWN]))
-    return shown + (f",+{len(values) - _SHOWN}" if len(values) > _SHOWN else "")
-
-
-def _filter_label(item: Mapping[str, Any]) -> str:
-    if "Name" in item and "Values" in item:
-        return f"{item['Name']}:{'|'.join(map(str, item['Values']))}"
-    return ";".join(f"{k}:{v}" for k, v in item.items())
-
-
 @dataclass(frozen=True)
-class _Observation:
+class Observation:
     state: str
     observed: Any
     response: dict[str, Any]
 
 
-class _WaiterRunner:
+class WaiterRunner:
     """One resolved waiter: its config, operation and the client to poll with."""
 
     def __init__(self, client: BaseClient, waiter_name: str) -> None:
@@ -239,7 +143,7 @@ class _WaiterRunner:
                 break
         return merged or {}, calls
 
-    def observe(self, params: Mapping[str, Any]) -> tuple[_Observation, int]:
+    def observe(self, params: Mapping[str, Any]) -> tuple[Observation, int]:
         """Poll once and classify the response with the waiter's acceptors.
 
         Raises our translation of an error no acceptor expects (throttling excepted).
@@ -264,7 +168,7 @@ class _WaiterRunner:
             if not isinstance(translated, ThrottledError):
                 raise translated from error
         state = matched.state if matched is not None else "retry"
-        return _Observation(state, _observed(self.config.acceptors, matched, response), response), (
+        return Observation(state, _observed(self.config.acceptors, matched, response), response), (
             calls
         )
 
@@ -296,7 +200,7 @@ def _observed(acceptors: Sequence[Any], matched: Any, response: Mapping[str, Any
     return None
 
 
-class _Pacer:
+class Pacer:
     """Sleeps between polls; honours ``stop``; measures elapsed time."""
 
     def __init__(
@@ -351,13 +255,13 @@ def wait(
     ``stop`` is set, our translation of an AWS error no acceptor expects, and
     :class:`UsageError` for an unknown waiter name or bad overrides.
     """
-    runner = _WaiterRunner(client, waiter_name)
+    runner = WaiterRunner(client, waiter_name)
     pause, attempts = runner.settings(delay, max_attempts)
     params = dict(params or {})
     label = resource_label(params)
     what = f"{runner.service} {runner.name} on {label}"
-    pacer = _Pacer(sleep, stop, clock)
-    last: _Observation | None = None
+    pacer = Pacer(sleep, stop, clock)
+    last: Observation | None = None
     for attempt in range(1, attempts + 1):
         pacer.check(what)
         last, _ = runner.observe(params)
@@ -378,17 +282,17 @@ def wait(
         if last.state == "success":
             return last.response
         if last.state == "failure":
-            raise _failed(runner, label, last, attempt, elapsed, pending=())
+            raise failed(runner, label, last, attempt, elapsed, pending=())
         if attempt < attempts:
             pacer.pause(pause, what)
     assert last is not None  # attempts >= 1
-    raise _timed_out(runner, label, last.observed, last.response, attempts, pacer.elapsed(), ())
+    raise timed_out(runner, label, last.observed, last.response, attempts, pacer.elapsed(), ())
 
 
-def _failed(
-    runner: _WaiterRunner,
+def failed(
+    runner: WaiterRunner,
     label: str,
-    obs: _Observation,
+    obs: Observation,
     attempt: int,
     elapsed: float,
     pending: Sequence[str],
@@ -410,8 +314,8 @@ def _failed(
     )
 
 
-def _timed_out(
-    runner: _WaiterRunner,
+def timed_out(
+    runner: WaiterRunner,
     label: str,
     observed: Any,
     response: Mapping[str, Any] | None,
@@ -448,114 +352,3 @@ def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
             batch = []
     if batch:
         yield batch
-
-
-def _tally(observed: Iterable[Any]) -> dict[str, int]:
-    """Count the scalar values observed across batches (``{"pending": 2, ...}``)."""
-    counts: Counter[str] = Counter()
-    for value in observed:
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if v is not None:
-                counts[v if isinstance(v, str) else str(v)] += 1
-    return dict(sorted(counts.items()))
-
-
-def wait_many(
-    client: BaseClient,
-    waiter_name: str,
-    id_param: str,
-    ids: Sequence[str],
-    *,
-    batch_size: int = 100,
-    extra_params: Mapping[str, Any] | None = None,
-    delay: float | None = None,
-    max_attempts: int | None = None,
-    on_attempt: OnAttempt | None = None,
-    sleep: Callable[[float], Any] | None = None,
-    stop: threading.Event | None = None,
-    clock: Callable[[], float] | None = None,
-) -> WaitSummary:
-    """Wait for many resources, polling every pending batch once per round.
-
-    Ids are de-duplicated and split into ``ceil(n / batch_size)`` batches passed as
-    ``id_param`` (a list parameter such as ``InstanceIds``; when the operation takes a
-    single id, such as ``DBSnapshotIdentifier``, each batch is one id). Each round
-    makes one describe call per batch that has not yet succeeded, so a round costs at
-    most ``ceil(n / batch_size)`` calls (plus extra pages if AWS pages one batch's
-    answer) and the whole wait at most ``max_attempts`` times that. A batch that
-    succeeded is not polled again. There is one ``delay`` between rounds.
-
-    Raises like :func:`wait`: :class:`WaiterFailedError` as soon as any batch reaches a
-    failure state, :class:`WaiterTimeoutError` (whose ``pending`` lists the ids not
-    done) when rounds run out.
-    """
-    runner = _WaiterRunner(client, waiter_name)
-    pause, attempts = runner.settings(delay, max_attempts)
-    unique = list(dict.fromkeys(ids))
-    single = _takes_single_id(client, runner.operation, id_param)
-    pending: dict[int, list[str]] = dict(enumerate(chunked(unique, 1 if single else batch_size)))
-    batches = len(pending)
-    pacer = _Pacer(sleep, stop, clock)
-    base = dict(extra_params or {})
-    what = f"{runner.service} {runner.name} on {len(unique)} resource(s)"
-    calls = 0
-    observed: dict[str, int] = {}
-    last_response: dict[str, Any] | None = None
-    for round_no in range(1, attempts + 1):
-        if not pending:
-            break
-        pacer.check(what)
-        seen: list[Any] = []
-        for index, batch in list(pending.items()):
-            params = {**base, id_param: batch[0] if single else batch}
-            obs, made = runner.observe(params)
-            calls += made
-            last_response = obs.response
-            if obs.state == "failure":
-                raise _failed(runner, resource_label(params), obs, round_no, pacer.elapsed(), batch)
-            if obs.state == "success":
-                del pending[index]
-            seen.append(obs.observed)
-        observed = _tally(seen)
-        left = sum(len(b) for b in pending.values())
-        if on_attempt is not None:
-            on_attempt(
-                WaitAttempt(
-                    runner.name,
-                    round_no,
-                    attempts,
-                    pacer.elapsed(),
-                    observed,
-                    "retry" if pending else "success",
-                    service=runner.service,
-                    resources=f"{id_param}={_shorten(unique)}",
-                    pending=left,
-                )
-            )
-        if pending and round_no < attempts:
-            pacer.pause(pause, what)
-        elif not pending:
-            return WaitSummary(len(unique), batches, round_no, calls, pacer.elapsed())
-    if not pending:  # nothing to wait for
-        return WaitSummary(0, 0, 0, 0, pacer.elapsed())
-    left_ids = [i for b in pending.values() for i in b]
-    raise _timed_out(
-        runner,
-        f"{len(left_ids)} of {len(unique)} {id_param} ({_shorten(left_ids)})",
-        observed,
-        last_response,
-        attempts,
-        pacer.elapsed(),
-        left_ids,
-    )
-
-
-def _takes_single_id(client: BaseClient, operation: str, id_param: str) -> bool:
-    """Whether ``id_param`` of ``operation`` is a scalar (one id per call)."""
-    shape = client.meta.service_model.operation_model(operation).input_shape
-    members = shape.members if shape is not None else {}
-    if id_param not in members:
-        valid = ", ".join(sorted(members)) or "none"
-        raise UsageError(f"{operation} has no parameter {id_param!r}; valid: {valid}")
-    return bool(members[id_param].type_name != "list")

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from awsops.paginate import CallCounter
-from awsops.waiters import WaitAttempt, WaiterFailedError, WaiterTimeoutError, wait, wait_many
+from awsops.waiters import WaitAttempt, WaiterFailedError, WaiterTimeoutError, wait
+from awsops.waitmany import wait_many
 
 
 def _run(ec2: Any, count: int = 1) -> list[str]:

@@ -20,8 +20,8 @@ from awsops.waiters import (
     normalize_waiter_name,
     resource_label,
     wait,
-    wait_many,
 )
+from awsops.waitmany import wait_many
 
 # One session for the module: its loader parses each service model once.
 _SESSION = boto3.Session(

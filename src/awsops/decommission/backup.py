@@ -36,13 +36,8 @@ from awsops.errors import (
     translate,
 )
 from awsops.paginate import iter_items
-from awsops.waiters import (
-    WaitCancelledError,
-    WaiterFailedError,
-    WaiterTimeoutError,
-    chunked,
-    wait_many,
-)
+from awsops.waiters import WaitCancelledError, WaiterFailedError, WaiterTimeoutError, chunked
+from awsops.waitmany import wait_many
 
 MIN_CREATE_ATTEMPTS = 6
 SETTLE_LOOKS = 3  # looks for a snapshot after a lost CreateSnapshot answer

@@ -38,7 +38,7 @@ from awsops.decommission.verify import target_of
 from awsops.errors import AwsopsError, UsageError, translate
 from awsops.paginate import iter_items
 from awsops.session import SessionFactory
-from awsops.waiters import wait_many
+from awsops.waitmany import wait_many
 
 TAG_RESTORED_FROM = "awsops:restored-from"
 METADATA_KEYS = ("HttpTokens", "HttpPutResponseHopLimit", "HttpEndpoint", "InstanceMetadataTags")

@@ -20,7 +20,8 @@ from awsops.decommission.applyrun import ApplyRun
 from awsops.decommission.journal import Event
 from awsops.decommission.outcomes import Outcome, TargetWork
 from awsops.errors import AwsopsError, NotFoundError, OtherAwsError, translate
-from awsops.waiters import WaitCancelledError, WaiterFailedError, WaiterTimeoutError, wait_many
+from awsops.waiters import WaitCancelledError, WaiterFailedError, WaiterTimeoutError
+from awsops.waitmany import wait_many
 
 TERMINATING = ("shutting-down", "terminated")
 
