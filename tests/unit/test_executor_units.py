@@ -549,8 +549,8 @@ class SnapshotCase:
     once: Any
     slept: list[float]
 
-    def create(self) -> str:
-        return self.ex.backups.create(self.work, self.facts, self.vol)
+    def create(self, known: frozenset[str] = frozenset()) -> str:
+        return self.ex.backups.create(self.work, self.facts, self.vol, set(known))
 
 
 def _snapshot_case() -> SnapshotCase:
@@ -605,6 +605,25 @@ def test_create_snapshot_after_a_5xx_looks_first_and_adopts_what_it_finds() -> N
         creates.assert_no_pending_responses()
         lookups.assert_no_pending_responses()
     assert case.slept == [1.0]
+
+
+def test_after_a_lost_answer_a_new_failed_snapshot_is_adopted_not_made_again() -> None:
+    """The look-up after a 5xx adopts this call's snapshot even if it already failed
+    (its state then keeps the instance): a second CreateSnapshot would be a second
+    backup of the volume. A failed snapshot that was there before the call is not this
+    call's, so it is passed over."""
+    case = _snapshot_case()
+    vol = case.vol
+    old = {"SnapshotId": "snap-0ddddddddddddddd0", "VolumeId": vol.volume_id, "State": "error"}
+    new = {"SnapshotId": "snap-0eeeeeeeeeeeeeee0", "VolumeId": vol.volume_id, "State": "error"}
+    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
+        creates.add_client_error("create_snapshot", "InternalError", "oops", 500)
+        lookups.add_response(
+            "describe_snapshots", {"Snapshots": [old, new]}, _tag_lookup(vol.volume_id)
+        )
+        assert case.create(frozenset({old["SnapshotId"]})) == new["SnapshotId"]
+        creates.assert_no_pending_responses()
+        lookups.assert_no_pending_responses()
 
 
 def test_create_snapshot_after_a_5xx_looks_while_describe_settles_then_resends() -> None:
