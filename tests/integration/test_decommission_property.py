@@ -74,7 +74,7 @@ from tests.property_fleet import apply_policy as policy_of
 from tests.property_fleet import drift as drift_world
 
 from awsops.config import ClientSettings, Target
-from awsops.decommission import backup
+from awsops.decommission import sendonce
 from awsops.decommission.executor import ApplyOptions, apply_plan
 from awsops.decommission.model import EndpointKind, Plan, PlanEndpoint
 from awsops.decommission.planfile import load_plan, write_plan
@@ -107,7 +107,7 @@ def env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "_DEFAULT_BACKOFF_CONFIG",
             {"throttling_base_scale": 0.02, "non_throttling_base_scale": 0.01},
         )
-        mp.setattr(backup, "SETTLE_DELAY", 0.01)
+        mp.setattr(sendonce, "SETTLE_DELAY", 0.01)
         reset(moto_server)
         try:
             with FaultProxy(moto_server) as proxy:

@@ -177,8 +177,7 @@ def test_refused_batch_is_described_then_retried_one_by_one_aws_behaviour() -> N
             _describe_params(A, B, C),
         )
         stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
-        _not_permitted(stub, B)
-        stub.add_response("describe_instances", _described(**{B: "stopped"}), _describe_params(B))
+        _not_permitted(stub, B)  # refused: nothing to look for, no describe
         stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
         accepted, failed = ex.terminations.terminate(work, [A, B, C])
         stub.assert_no_pending_responses()
@@ -212,10 +211,7 @@ def test_refused_batch_is_journaled_intent_then_outcome(tmp_path: Path) -> None:
                 _describe_params(A, B, C),
             )
             stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
-            _not_permitted(stub, B)
-            stub.add_response(
-                "describe_instances", _described(**{B: "stopped"}), _describe_params(B)
-            )
+            _not_permitted(stub, B)  # refused: nothing to look for, no describe
             stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
             ex.terminations.terminate(_work(plan, ec2), [A, B, C])
             stub.assert_no_pending_responses()
@@ -258,8 +254,7 @@ def test_execute_reports_the_protected_instance_failed_and_the_others_terminated
             _describe_params(A, B, C),
         )
         stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
-        _not_permitted(stub, B)
-        stub.add_response("describe_instances", _described(**{B: "stopped"}), _describe_params(B))
+        _not_permitted(stub, B)  # refused: nothing to look for, no describe
         stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
         # the waiter, then the final look
         stub.add_response(
@@ -298,8 +293,7 @@ def test_partially_applied_batch_is_accepted_without_a_second_call() -> None:
             _describe_params(A, B, C),
         )
         # no TerminateInstances for A: the next expected call names B alone
-        _not_permitted(stub, B)
-        stub.add_response("describe_instances", _described(**{B: "stopped"}), _describe_params(B))
+        _not_permitted(stub, B)  # refused: nothing to look for, no describe
         stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
         accepted, failed = ex.terminations.terminate(work, [A, B, C])
         stub.assert_no_pending_responses()
@@ -325,6 +319,41 @@ def test_single_refusal_that_did_terminate_is_accepted() -> None:
         accepted, failed = ex.terminations.terminate(_work(plan, ec2), [A])
         stub.assert_no_pending_responses()
     assert accepted == [A] and failed == {}
+
+
+def test_a_lost_answer_is_looked_at_before_anything_is_sent_again() -> None:
+    """A 500 on the batch (EC2 terminated A, the answer was lost): A is accepted from the
+    describe; B, still stopped, is sent alone; its answer is lost too, so it is described
+    (now shutting down) and not sent a third time. The batch goes through the client
+    without automatic retries: botocore would have resent A."""
+    plan = _plan(A, B)
+    ec2, once = _ec2(), _ec2()
+    ex = _executor(plan)
+    slept: list[float] = []
+    ex.run_state.sleep = slept.append
+    work = TargetWork(plan.targets[0], ec2, ec2_once=once, act=list(plan.targets[0].chosen))
+    with Stubber(ec2) as looks, Stubber(once) as sends:
+        sends.add_client_error("terminate_instances", "InternalError", "oops", 500)
+        looks.add_response(
+            "describe_instances",
+            _described(**{A: "shutting-down", B: "stopped"}),
+            _describe_params(A, B),
+        )
+        sends.add_client_error(
+            "terminate_instances",
+            "InternalError",
+            "oops",
+            500,
+            expected_params={"InstanceIds": [B]},
+        )
+        looks.add_response(
+            "describe_instances", _described(**{B: "shutting-down"}), _describe_params(B)
+        )
+        accepted, failed = ex.terminations.terminate(work, [A, B])
+        sends.assert_no_pending_responses()
+        looks.assert_no_pending_responses()
+    assert sorted(accepted) == [A, B] and failed == {}
+    assert slept == [1.0, 1.0]  # a pause before each look
 
 
 def test_batch_that_succeeds_is_one_call() -> None:

@@ -3,8 +3,11 @@
 - Right before each TerminateInstances batch the batch is described again: an instance
   that is already shutting down or terminated (another run of this plan, possibly on
   another host, or someone else) or that is no longer stopped is dropped from it.
-- After any TerminateInstances error the batch is described again before deciding what
-  happened (EC2 may have terminated part of it), then retried one instance at a time.
+- TerminateInstances goes through a client without automatic retries: a throttled
+  batch is resent after a backoff; after any other error the batch is described again
+  before deciding what happened (EC2 may have terminated part of it, or all of it
+  with the answer lost), and what is still stopped is sent one instance at a time,
+  each exactly once (described again before any resend).
 - Once the run is stopping, no new TerminateInstances is sent.
 """
 
@@ -12,14 +15,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
-from awsops.decommission import inspect
+from awsops.decommission import inspect, sendonce
 from awsops.decommission.applyrun import ApplyRun
 from awsops.decommission.journal import Event
 from awsops.decommission.outcomes import Outcome, TargetWork
-from awsops.errors import AwsopsError, NotFoundError, OtherAwsError, translate
+from awsops.decommission.sendonce import (
+    MIN_CREATE_ATTEMPTS,
+    StoppedError,
+    maybe_transient,
+    send_once,
+)
+from awsops.errors import AwsopsError, NotFoundError, OtherAwsError, ThrottledError, translate
 from awsops.waiters import WaitCancelledError, WaiterFailedError, WaiterTimeoutError
 from awsops.waitmany import wait_many
 
@@ -32,6 +43,15 @@ def _state(described: Mapping[str, Mapping[str, object]], iid: str) -> str:
         return "gone"
     state = inst.get("State")
     return str(state.get("Name", "unknown")) if isinstance(state, Mapping) else "unknown"
+
+
+def _not_terminating(work: TargetWork) -> OtherAwsError:
+    return OtherAwsError(
+        "TerminateInstances did not list the instance as terminating",
+        code="NotTerminating",
+        operation="TerminateInstances",
+        region=work.plan.region,
+    )
 
 
 class Terminations:
@@ -64,7 +84,14 @@ class Terminations:
     def terminate(
         self, work: TargetWork, ids: Sequence[str]
     ) -> tuple[list[str], dict[str, AwsopsError]]:
-        """TerminateInstances for ``ids``; returns (accepted, failed with error)."""
+        """TerminateInstances for ``ids``; returns (accepted, failed with error).
+
+        The call goes through the client without automatic retries (botocore would
+        resend a batch whose answer was lost although EC2 had acted on it): a throttled
+        batch is resent after a backoff; after any other error the batch is described
+        (once more after a pause if the error may have been transient), and what is
+        not terminating is sent again one instance at a time, each exactly once
+        (:func:`~awsops.decommission.sendonce.send_once`)."""
         run = self.run
         accepted: list[str] = []
         failed: dict[str, AwsopsError] = {}
@@ -72,33 +99,26 @@ class Terminations:
         for i in ids:
             run.state.of(i).terminate_requested = True
         try:
-            resp = work.ec2.terminate_instances(InstanceIds=list(ids))
-        except (ClientError, BotoCoreError) as exc:
-            err = translate(
-                exc,
-                operation="TerminateInstances",
-                region=work.plan.region,
-                account_id=work.plan.account_id,
-            )
-            # EC2 may have terminated part of the batch: look before deciding.
+            resp = self._send_batch(work, ids)
+        except AwsopsError as err:
+            if maybe_transient(err):
+                run.sleep(sendonce.SETTLE_DELAY)
             now = inspect.describe_by_ids(work.ec2, work.plan.region, ids)
-            rest = []
+            rest: list[str] = []
             for i in ids:
-                if _state(now, i) in TERMINATING:
-                    accepted.append(i)
-                else:
-                    rest.append(i)
-            if len(ids) == 1:
-                if rest:
-                    failed[ids[0]] = err
-            else:
-                for i in rest:  # one at a time: one bad instance never blocks the others
-                    if run.stopping:
-                        work.result(i, Outcome.NOT_DONE, "stopped before its termination")
-                        continue
-                    ok, bad = self.terminate(work, [i])
-                    accepted += ok
-                    failed.update(bad)
+                (accepted if _state(now, i) in TERMINATING else rest).append(i)
+            for i in rest:  # one at a time: one bad instance never blocks the others
+                if run.stopping:
+                    work.result(i, Outcome.NOT_DONE, "stopped before its termination")
+                    continue
+                run.record(Event.TERMINATE_REQUESTED, instance_ids=[i])
+                try:
+                    accepted.append(self._send_one(work, i))
+                    self._accepted(i)
+                except StoppedError as stopped:
+                    work.result(i, Outcome.NOT_DONE, str(stopped))
+                except AwsopsError as one:
+                    failed[i] = one
         else:
             listed = {t["InstanceId"] for t in resp.get("TerminatingInstances", [])}
             accepted += [i for i in ids if i in listed]
@@ -109,17 +129,57 @@ class Terminations:
                     if _state(now, i) in TERMINATING:
                         accepted.append(i)
                     else:
-                        failed[i] = OtherAwsError(
-                            "TerminateInstances did not list the instance as terminating",
-                            code="NotTerminating",
-                            operation="TerminateInstances",
-                            region=work.plan.region,
-                        )
+                        failed[i] = _not_terminating(work)
         for i in accepted:
-            if not run.state.of(i).terminate_accepted:
-                run.state.of(i).terminate_accepted = True
-                run.record(Event.TERMINATE_ACCEPTED, instance_id=i)
+            self._accepted(i)
         return accepted, failed
+
+    def _accepted(self, iid: str) -> None:
+        if not self.run.state.of(iid).terminate_accepted:
+            self.run.state.of(iid).terminate_accepted = True
+            self.run.record(Event.TERMINATE_ACCEPTED, instance_id=iid)
+
+    def _send_batch(self, work: TargetWork, ids: Sequence[str]) -> dict[str, Any]:
+        """One TerminateInstances for the batch; a throttle (refused before EC2 acted)
+        is resent after a backoff while the run is not stopping."""
+        run = self.run
+        client = work.ec2_once or work.ec2
+        attempts = max(MIN_CREATE_ATTEMPTS, run.max_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return dict(client.terminate_instances(InstanceIds=list(ids)))
+            except (ClientError, BotoCoreError, ResponseParserError) as exc:
+                err = translate(
+                    exc,
+                    operation="TerminateInstances",
+                    region=work.plan.region,
+                    account_id=work.plan.account_id,
+                )
+                if not isinstance(err, ThrottledError) or attempt == attempts or run.stopping:
+                    raise err from exc
+            run.sleep(run.jitter() * min(0.25 * 2**attempt, 8.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send_one(self, work: TargetWork, iid: str) -> str:
+        """TerminateInstances for one instance, exactly once: after a lost answer the
+        instance is described before any resend."""
+        client = work.ec2_once or work.ec2
+
+        def look() -> str | None:
+            now = inspect.describe_by_ids(work.ec2, work.plan.region, [iid])
+            return iid if _state(now, iid) in TERMINATING else None
+
+        def send() -> str:
+            resp = client.terminate_instances(InstanceIds=[iid])
+            if iid in {t["InstanceId"] for t in resp.get("TerminatingInstances", [])}:
+                return iid
+            if look() is None:
+                raise _not_terminating(work)
+            return iid
+
+        return send_once(
+            self.run, work, "TerminateInstances", f"the termination of {iid}", send, look
+        )
 
     def wait_terminated(
         self,
