@@ -84,7 +84,7 @@ def test_no_credential_is_ever_printed_or_written(
     proxied: Proxied, proxy_home: Path, tmp_path: Path, role_setup: tuple[Path, CredentialTap]
 ) -> None:
     targets, tap = role_setup
-    proxied.proxy.set_spec("throttle=0.2,error5xx=0.1,seed=77")
+    proxied.proxy.set_spec("throttle=0.1,error5xx=0.05,seed=77")
     plan = tmp_path / "plan.json"
     env = dict(os.environ)
     runs = [
