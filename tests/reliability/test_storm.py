@@ -37,13 +37,13 @@ from tests.reliability.fleet import apply_fleet_plan
 from tests.reliability.storm_checks import REGIONS, apply_calls, bounded, plan_calls, throttled
 
 PER_REGION = scaled(60, minimum=24)
-# EC2's buckets at 6% of their size and refill, per region and action:
-# DescribeInstanceAttribute 6 calls then 1.2/s, CreateSnapshot 3 then 0.3/s,
-# TerminateInstances 12 then 0.3/s; and 5% of the calls that pass them throttled at
+# EC2's buckets at 10% of their size and refill, per region and action:
+# DescribeInstanceAttribute 10 calls then 2/s, CreateSnapshot 10 then 0.5/s,
+# TerminateInstances 10 then 0.5/s; and 5% of the calls that pass them throttled at
 # random. Each region plans 15 of its 60 instances, with 23 deletable volumes: with
-# batches of one it sends 16 TerminateInstances (DryRun included) against a bucket of 12,
-# and 24 CreateSnapshot against 3, which sets the apply's pace (about a minute).
-STORM = "bucket=ec2,bucket_scale=0.06,throttle=0.05,seed=4"
+# batches of one it sends 16 TerminateInstances (DryRun included) against a bucket of 10,
+# and 24 CreateSnapshot against 10, which sets the apply's pace (about half a minute).
+STORM = "bucket=ec2,bucket_scale=0.1,throttle=0.05,seed=4"
 BATCH = 1
 
 
