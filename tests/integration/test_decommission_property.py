@@ -54,8 +54,6 @@ from tests.property_fleet import (
     BACKUPS,
     EXAMPLES,
     REGIONS,
-    InstanceSpec,
-    Rules,
     Sandbox,
     Seeded,
     Truth,
@@ -72,6 +70,8 @@ from tests.property_fleet import (
 )
 from tests.property_fleet import apply_policy as policy_of
 from tests.property_fleet import drift as drift_world
+from tests.property_fleet import spec as eligible
+from tests.property_fleet import world as example_world
 
 from awsops.config import ClientSettings, Target
 from awsops.decommission import sendonce
@@ -335,60 +335,21 @@ def test_the_examples_searched_every_scenario() -> None:
     assert REACHED["examples"] >= 100 or profile_name() != "ci", dict(REACHED)
 
 
-_ELIGIBLE: dict[str, Any] = {
-    "target": 0,
-    "stopped_days": 200,
-    "reason": "gmt",
-    "protect_tag": None,
-    "api_protected": False,
-    "asg": None,
-    "team": None,
-    "root_dot": True,
-    "data_dot": False,
-    "excluded_in_plan": False,
-    "excluded_at_apply": False,
-    "drift": None,
-}
-
-
-def test_a_failed_snapshot_does_not_cut_short_the_wait_for_the_others(env: Env) -> None:
-    """Two eligible instances in one target, one volume each to back up. The first
-    snapshot fails (the server's backup fault), the second completes 0.35 s later (the
-    proxy slows each CreateSnapshot by 0.3 s). The second instance's backup completed,
-    so it must be terminated; the first, kept. (Seen before ``backup.wait_each``: the
-    waiter stopped at the first failure and the pending one was reported failed.)"""
-    eligible = InstanceSpec(**_ELIGIBLE)
-    world = World(
-        instances=(eligible, eligible),
-        plan=Rules(older_than_days=30),
-        apply=Rules(older_than_days=1),
-        backups="pending",
-        snapshot_error=1.0,
-        faults="",
-        seed=5,
-        batch_size=1,
-        switched_credentials=False,
-    )
+def _apply_explicit(
+    env: Env, world: World, server_faults: dict[str, Any], tap: Any
+) -> tuple[Ledger, dict[str, Truth], Seeded]:
+    """Seed ``world``, plan it, apply it with the server's backup faults and a proxy
+    tap, clean up; the ledger, the truth before apply and the ids."""
     proxy, box = env.proxy, env.box
     proxy.stats.reset()
     now = dt.datetime.now(dt.timezone.utc)
     seeded = Seeded()
-
-    def only_the_first_fails(info: CallInfo, status: int, body: bytes) -> None:
-        if info.action == "CreateSnapshot" and status < 300:
-            control(env.server_url, "faults", {"snapshot_error": 0.0})
-
     try:
         seed(box, world, now, seeded)
         plan = _plan(env, world, seeded.ids, now)
         before = truth(box, seeded)
-        control(
-            env.server_url,
-            "faults",
-            {"snapshot_delay": 0.6, "snapshot_error": 1.0, "seed": world.seed},
-        )
-        proxy.set_spec("latency=300ms,only=CreateSnapshot")
-        proxy.taps.append(only_the_first_fails)
+        control(env.server_url, "faults", {**server_faults, "seed": world.seed})
+        proxy.taps.append(tap)
         apply_plan(
             plan,
             _apply_factory(env, ("testing", "testing")),
@@ -400,7 +361,27 @@ def test_a_failed_snapshot_does_not_cut_short_the_wait_for_the_others(env: Env) 
         control(env.server_url, "faults", None, method="DELETE")
         proxy.set_spec("")
         clean_up(box, world, seeded)
-    led = Ledger.read(proxy.stats.mutation_list())
+    return Ledger.read(proxy.stats.mutation_list()), before, seeded
+
+
+def test_a_failed_snapshot_does_not_cut_short_the_wait_for_the_others(env: Env) -> None:
+    """Two eligible instances in one target, one volume each to back up. The first
+    snapshot fails (the server's backup fault), the second completes 0.35 s later (the
+    proxy slows each CreateSnapshot by 0.3 s). The second instance's backup completed,
+    so it must be terminated; the first, kept. (Seen before ``backup.wait_each``: the
+    waiter stopped at the first failure and the pending one was reported failed.)"""
+    world = example_world(
+        eligible(), eligible(), backups="pending", snapshot_error=1.0, seed=5, batch_size=1
+    )
+
+    def only_the_first_fails(info: CallInfo, status: int, body: bytes) -> None:
+        if info.action == "CreateSnapshot" and status < 300:
+            control(env.server_url, "faults", {"snapshot_error": 0.0})
+
+    env.proxy.set_spec("latency=300ms,only=CreateSnapshot")
+    led, before, seeded = _apply_explicit(
+        env, world, {"snapshot_delay": 0.6, "snapshot_error": 1.0}, only_the_first_fails
+    )
     fates = witness(control(env.server_url, "backups", None, method="GET"))
     final = {
         iid: {fates[s].final_state for v in before[iid].deletable for s in led.snapshots[v]}
@@ -416,49 +397,17 @@ def test_a_lost_answer_to_a_snapshot_that_failed_leads_to_no_second_one(env: Env
     once; the proxy cuts the answer to the first CreateSnapshot (a reset: EC2 made the
     snapshot, the caller never heard). Exactly one CreateSnapshot of the volume may
     reach EC2, and the instance is kept (its backup failed)."""
-    world = World(
-        instances=(InstanceSpec(**{**_ELIGIBLE, "target": 1}),),
-        plan=Rules(older_than_days=30),
-        apply=Rules(older_than_days=1),
-        backups="instant",
-        snapshot_error=1.0,
-        faults="",
-        seed=3,
-        batch_size=1,
-        switched_credentials=False,
-    )
-    proxy, box = env.proxy, env.box
-    proxy.stats.reset()
-    now = dt.datetime.now(dt.timezone.utc)
-    seeded = Seeded()
+    world = example_world(eligible(1), snapshot_error=1.0, seed=3, batch_size=1)
+    proxy = env.proxy
 
     def cut_only_the_first(info: CallInfo, status: int, body: bytes) -> None:
         # After the DryRun probe, cut the next CreateSnapshot's answer, and only that.
         if info.action == "CreateSnapshot":
             proxy.set_spec("reset=1.0,only=CreateSnapshot" if info.dry_run else "")
 
-    try:
-        seed(box, world, now, seeded)
-        plan = _plan(env, world, seeded.ids, now)
-        before = truth(box, seeded)
-        control(
-            env.server_url,
-            "faults",
-            {"snapshot_delay": 0.001, "snapshot_error": 1.0, "seed": world.seed},
-        )
-        proxy.taps.append(cut_only_the_first)
-        apply_plan(
-            plan,
-            _apply_factory(env, ("testing", "testing")),
-            _options(world, seeded.ids),
-            env.work / f"{plan.plan_id}.journal.jsonl",
-        )
-    finally:
-        proxy.taps.clear()
-        control(env.server_url, "faults", None, method="DELETE")
-        proxy.set_spec("")
-        clean_up(box, world, seeded)
-    led = Ledger.read(proxy.stats.mutation_list())
+    led, before, seeded = _apply_explicit(
+        env, world, {"snapshot_delay": 0.001, "snapshot_error": 1.0}, cut_only_the_first
+    )
     (iid,) = seeded.ids
     (vol,) = before[iid].deletable
     calls = led.snapshot_calls[vol]
