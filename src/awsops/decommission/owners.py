@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from awsops.clock import iso_utc, system_clock
-from awsops.decommission.stoptime import CLOUDTRAIL_RATE, CLOUDTRAIL_WINDOW_DAYS, RateLimiter
-from awsops.errors import AwsopsError, translate
+from awsops.decommission.stoptime import InstanceTrail, RateLimiter
+from awsops.errors import AwsopsError
 from awsops.home import home, private_dir, write_private
 from awsops.markconfig import MarkSettings
 
@@ -76,7 +74,7 @@ def _failed(event: Mapping[str, Any]) -> bool:
         return False
 
 
-class CloudTrailOwnerLookup:
+class CloudTrailOwnerLookup(InstanceTrail):
     """The caller of an instance's ``RunInstances``, from CloudTrail's 90-day history.
 
     One per account and region: look-ups are spaced to at most 2 a second (the
@@ -90,33 +88,14 @@ class CloudTrailOwnerLookup:
         max_pages: int = 10,
         now: dt.datetime | None = None,
     ) -> None:
-        self.client = client
-        self.limiter = limiter or RateLimiter(CLOUDTRAIL_RATE)
-        self.max_pages = max_pages
+        super().__init__(client, limiter, max_pages)
         self.now = now or system_clock()
-        self.calls = 0
 
     def lookup(self, instance_id: str) -> str | None:
-        kwargs: dict[str, Any] = {
-            "LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": instance_id}],
-            "StartTime": self.now - dt.timedelta(days=CLOUDTRAIL_WINDOW_DAYS),
-            "EndTime": self.now,
-            "MaxResults": 50,
-        }
-        for _ in range(self.max_pages):
-            self.limiter.acquire()
-            self.calls += 1
-            try:
-                resp = self.client.lookup_events(**kwargs)
-            except (ClientError, BotoCoreError) as exc:
-                region = self.client.meta.region_name
-                raise translate(exc, operation="LookupEvents", region=region) from exc
-            for event in resp.get("Events", []):
+        for page in self.pages(instance_id, self.now):
+            for event in page:
                 if event.get("EventName") == "RunInstances" and not _failed(event):
                     return caller_of(event)
-            kwargs["NextToken"] = resp.get("NextToken")
-            if not kwargs["NextToken"]:
-                break
         return None
 
 

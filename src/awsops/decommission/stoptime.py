@@ -12,7 +12,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,34 +139,18 @@ CLOUDTRAIL_WINDOW_DAYS = 90
 CLOUDTRAIL_RATE = 2.0  # LookupEvents: 2 requests per second per account and region
 
 
-class CloudTrailStopLookup:
-    """Find an instance's last ``StopInstances`` event in CloudTrail (90-day window).
+class InstanceTrail:
+    """The pages of CloudTrail events naming one instance (its 90-day history, newest
+    first): calls spaced to at most 2 per second (the LookupEvents limit per account
+    and region), at most ``max_pages`` pages per instance, counted in ``calls``."""
 
-    One instance per call chain; calls are spaced to at most 2 per second (the
-    LookupEvents limit per account and region) and bounded to ``max_pages`` pages.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        limiter: RateLimiter | None = None,
-        max_pages: int = 5,
-        now: Callable[[], dt.datetime] | None = None,
-    ) -> None:
+    def __init__(self, client: Any, limiter: RateLimiter | None, max_pages: int) -> None:
         self.client = client
         self.limiter = limiter or RateLimiter(CLOUDTRAIL_RATE)
         self.max_pages = max_pages
-        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.calls = 0
 
-    def lookup(self, instance_id: str) -> StopTime:
-        """The time of the latest StopInstances event naming ``instance_id``, or UNKNOWN.
-
-        Events come newest first. If the newest relevant event is a start (StartInstances
-        or RunInstances), the instance was stopped later by something CloudTrail did not
-        record as StopInstances (an OS shutdown): the stop time is unknown.
-        """
-        now = self._now()
+    def pages(self, instance_id: str, now: dt.datetime) -> Iterator[list[dict[str, Any]]]:
         kwargs: dict[str, Any] = {
             "LookupAttributes": [{"AttributeKey": "ResourceName", "AttributeValue": instance_id}],
             "StartTime": now - dt.timedelta(days=CLOUDTRAIL_WINDOW_DAYS),
@@ -182,8 +166,36 @@ class CloudTrailStopLookup:
                 raise translate(
                     exc, operation="LookupEvents", region=self.client.meta.region_name
                 ) from exc
+            yield list(resp.get("Events", []))
+            token = resp.get("NextToken")
+            if not token:
+                break
+            kwargs["NextToken"] = token
+
+
+class CloudTrailStopLookup(InstanceTrail):
+    """Find an instance's last ``StopInstances`` event in CloudTrail (90-day window)."""
+
+    def __init__(
+        self,
+        client: Any,
+        limiter: RateLimiter | None = None,
+        max_pages: int = 5,
+        now: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        super().__init__(client, limiter, max_pages)
+        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+
+    def lookup(self, instance_id: str) -> StopTime:
+        """The time of the latest StopInstances event naming ``instance_id``, or UNKNOWN.
+
+        Events come newest first. If the newest relevant event is a start (StartInstances
+        or RunInstances), the instance was stopped later by something CloudTrail did not
+        record as StopInstances (an OS shutdown): the stop time is unknown.
+        """
+        for page in self.pages(instance_id, self._now()):
             events = sorted(
-                (e for e in resp.get("Events", []) if isinstance(e.get("EventTime"), dt.datetime)),
+                (e for e in page if isinstance(e.get("EventTime"), dt.datetime)),
                 key=lambda e: e["EventTime"],
                 reverse=True,
             )
@@ -197,8 +209,4 @@ class CloudTrailStopLookup:
                     )
                 if name in ("StartInstances", "RunInstances"):
                     return UNKNOWN
-            token = resp.get("NextToken")
-            if not token:
-                break
-            kwargs["NextToken"] = token
         return UNKNOWN
