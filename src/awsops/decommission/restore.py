@@ -11,7 +11,7 @@ Every step is journaled in the plan's restore journal (``restore.jsonl`` beside 
 apply journal, locked). A restore never launches twice: right before RunInstances the
 instance restored from the old one is looked for by tag, RunInstances carries a
 ClientToken derived from the plan and the instance, and it goes through a client
-without automatic retries (:func:`~awsops.decommission.backup.send_once`).
+without automatic retries (:func:`~awsops.decommission.createonce.send_once`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from awsops.cancel import CancelToken
 from awsops.clients import make_client
 from awsops.decommission.applyrun import ApplyRun
-from awsops.decommission.backup import StoppedError, send_once
+from awsops.decommission.createonce import StoppedError, send_once
 from awsops.decommission.journal import Journal, JournalState, read_events, replay
 from awsops.decommission.model import Plan, TargetPlan
 from awsops.decommission.outcomes import ApplyOptions, TargetWork
