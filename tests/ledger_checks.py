@@ -24,6 +24,8 @@ from awsops.sandbox.faults import MutationRecord
 TERMINATING = ("shutting-down", "terminated")
 TERMINATE = "ec2:TerminateInstances"
 CREATE_SNAPSHOT = "ec2:CreateSnapshot"
+CREATE_SNAPSHOTS = "ec2:CreateSnapshots"  # every volume of an instance in one call
+SNAPSHOT_CALLS = (CREATE_SNAPSHOT, CREATE_SNAPSHOTS)
 _INSTANCE_PARAM = re.compile(r"InstanceId\.(\d+)")
 
 
@@ -50,7 +52,9 @@ class Ledger:
       shutting-down/terminated);
     - ``resent``: calls naming it once it was already shutting down or terminated, by
       the server's answer or because an earlier call had begun terminating it;
-    - ``snapshots``: snapshot ids the server created per volume (answers lost included);
+    - ``snapshots``: snapshot ids the server created per volume (answers lost included),
+      by CreateSnapshot or CreateSnapshots (``snapshot_calls``: the calls that made a
+      snapshot of the volume);
     - ``other``: any other mutating action.
     """
 
@@ -74,14 +78,12 @@ class Ledger:
                         led.resent[iid] += 1
                     elif rec.status < 300 and iid in previous:
                         led.effective[iid] = rec
-            elif rec.action == CREATE_SNAPSHOT:
+            elif rec.action in SNAPSHOT_CALLS:
                 if rec.status >= 300:
                     continue
-                vol = rec.params.get("VolumeId", "")
-                led.snapshot_calls.setdefault(vol, []).append(rec)
-                led.snapshots.setdefault(vol, []).extend(
-                    c for c in rec.created if c.startswith("snap-")
-                )
+                for vol, sid in rec.snapshots:
+                    led.snapshot_calls.setdefault(vol, []).append(rec)
+                    led.snapshots.setdefault(vol, []).append(sid)
             else:
                 led.other.append(rec.action)
         return led

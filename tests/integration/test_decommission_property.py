@@ -49,7 +49,14 @@ import botocore.retries.standard
 import pytest
 from hypothesis import example, given
 from tests.hypothesis_profiles import profile_name, profile_seed, profile_settings
-from tests.ledger_checks import TERMINATING, Fate, Ledger, backup_violations, witness
+from tests.ledger_checks import (
+    CREATE_SNAPSHOTS,
+    TERMINATING,
+    Fate,
+    Ledger,
+    backup_violations,
+    witness,
+)
 from tests.property_fleet import (
     BACKUPS,
     EXAMPLES,
@@ -74,7 +81,7 @@ from tests.property_fleet import spec as eligible
 from tests.property_fleet import world as example_world
 
 from awsops.config import ClientSettings, Target
-from awsops.decommission import sendonce
+from awsops.decommission import createonce
 from awsops.decommission.executor import ApplyOptions, apply_plan
 from awsops.decommission.model import EndpointKind, Plan, PlanEndpoint
 from awsops.decommission.planfile import load_plan, write_plan
@@ -107,7 +114,7 @@ def env(moto_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "_DEFAULT_BACKOFF_CONFIG",
             {"throttling_base_scale": 0.02, "non_throttling_base_scale": 0.01},
         )
-        mp.setattr(sendonce, "SETTLE_DELAY", 0.01)
+        mp.setattr(createonce, "SETTLE_DELAY", 0.01)
         reset(moto_server)
         try:
             with FaultProxy(moto_server) as proxy:
@@ -174,6 +181,11 @@ def _note_reach(
             REACHED["planned, then refused by apply's own policy"] += 1
         if iid not in eligible or not before[iid].deletable:
             continue
+        calls = [r for v in before[iid].deletable for r in led.snapshot_calls.get(v, [])]
+        if any(r.action == CREATE_SNAPSHOTS for r in calls):
+            REACHED["eligible, one CreateSnapshots for all its volumes"] += 1
+            if any(not r.delivered for r in calls if r.action == CREATE_SNAPSHOTS):
+                REACHED["eligible, the answer to its CreateSnapshots lost"] += 1
         states = {
             fates[s].final_state for v in before[iid].deletable for s in led.snapshots.get(v, [])
         }
@@ -321,6 +333,7 @@ SCENARIOS = (
     "eligible, a backup failed",
     "eligible, backups pending past apply's wait",
     "eligible, backups pending, then terminated",
+    "eligible, one CreateSnapshots for all its volumes",
     "terminated",
 )
 
@@ -375,7 +388,7 @@ def test_a_failed_snapshot_does_not_cut_short_the_wait_for_the_others(env: Env) 
     )
 
     def only_the_first_fails(info: CallInfo, status: int, body: bytes) -> None:
-        if info.action == "CreateSnapshot" and status < 300:
+        if info.action in ("CreateSnapshot", "CreateSnapshots") and status < 300:
             control(env.server_url, "faults", {"snapshot_error": 0.0})
 
     env.proxy.set_spec("latency=300ms,only=CreateSnapshot")
@@ -392,25 +405,32 @@ def test_a_failed_snapshot_does_not_cut_short_the_wait_for_the_others(env: Env) 
     assert set(led.effective) == done, f"backups {final}, terminated {set(led.effective)}"
 
 
-def test_a_lost_answer_to_a_snapshot_that_failed_leads_to_no_second_one(env: Env) -> None:
-    """One eligible instance, one volume to back up. The server fails every snapshot at
-    once; the proxy cuts the answer to the first CreateSnapshot (a reset: EC2 made the
-    snapshot, the caller never heard). Exactly one CreateSnapshot of the volume may
-    reach EC2, and the instance is kept (its backup failed)."""
-    world = example_world(eligible(1), snapshot_error=1.0, seed=3, batch_size=1)
+@pytest.mark.parametrize(
+    ("call", "data_dot"), [("CreateSnapshot", False), ("CreateSnapshots", True)]
+)
+def test_a_lost_answer_to_a_snapshot_that_failed_leads_to_no_second_one(
+    env: Env, call: str, data_dot: bool
+) -> None:
+    """One eligible instance: one volume to back up (CreateSnapshot), or two that
+    termination deletes (one CreateSnapshots). The server fails every snapshot at once;
+    the proxy cuts the answer to the first create call (a reset: EC2 made the snapshots,
+    the caller never heard). Exactly one call may reach EC2 for each volume, and the
+    instance is kept (its backup failed)."""
+    world = example_world(eligible(1, data_dot=data_dot), snapshot_error=1.0, seed=3, batch_size=1)
     proxy = env.proxy
 
     def cut_only_the_first(info: CallInfo, status: int, body: bytes) -> None:
-        # After the DryRun probe, cut the next CreateSnapshot's answer, and only that.
-        if info.action == "CreateSnapshot":
-            proxy.set_spec("reset=1.0,only=CreateSnapshot" if info.dry_run else "")
+        # After the DryRun probe, cut the next create call's answer, and only that.
+        if info.action == call:
+            proxy.set_spec(f"reset=1.0,only={call}" if info.dry_run else "")
 
     led, before, seeded = _apply_explicit(
         env, world, {"snapshot_delay": 0.001, "snapshot_error": 1.0}, cut_only_the_first
     )
     (iid,) = seeded.ids
-    (vol,) = before[iid].deletable
-    calls = led.snapshot_calls[vol]
-    assert not calls[0].delivered, "the first answer was meant to be cut"
-    assert not led.effective, "terminated although its only backup failed"
-    assert len(calls) == 1, f"{len(calls)} CreateSnapshot calls reached EC2 for {vol}"
+    assert len(before[iid].deletable) == (2 if data_dot else 1)
+    assert not led.effective, "terminated although its backup failed"
+    for vol in before[iid].deletable:
+        calls = led.snapshot_calls[vol]
+        assert [c.action for c in calls] == [f"ec2:{call}"], f"{len(calls)} calls for {vol}"
+        assert not calls[0].delivered, "the first answer was meant to be cut"

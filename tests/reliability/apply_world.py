@@ -23,6 +23,7 @@ from awsops.config import ClientSettings
 from awsops.paginate import iter_items
 from awsops.sandbox.faults import MutationRecord
 from awsops.sandbox.seed import DEMO_TAG, seed_demo
+from tests.ledger_checks import SNAPSHOT_CALLS
 from tests.reliability.conftest import Proxied
 
 CHOSEN_CATEGORIES = frozenset({"stopped-45d", "stopped-200d"})
@@ -36,6 +37,12 @@ class Instance:
     category: str
     state: str
     deletable_volumes: tuple[str, ...]
+    volumes: tuple[str, ...] = ()  # every EBS volume attached
+
+    @property
+    def one_snapshot_call(self) -> bool:
+        """Backed up with one CreateSnapshots: every volume is deleted by termination."""
+        return bool(self.volumes) and set(self.volumes) == set(self.deletable_volumes)
 
 
 def seed(proxied: Proxied, regions: Sequence[str], per_region: int) -> dict[str, Instance]:
@@ -63,8 +70,16 @@ def truth(proxied: Proxied, regions: Iterable[str]) -> dict[str, Instance]:
                 for m in inst.get("BlockDeviceMappings", [])
                 if m.get("Ebs", {}).get("DeleteOnTermination")
             )
+            every = tuple(
+                m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", []) if "Ebs" in m
+            )
             out[inst["InstanceId"]] = Instance(
-                inst["InstanceId"], region, tags.get(DEMO_TAG, ""), inst["State"]["Name"], vols
+                inst["InstanceId"],
+                region,
+                tags.get(DEMO_TAG, ""),
+                inst["State"]["Name"],
+                vols,
+                every,
             )
     return out
 
@@ -206,11 +221,11 @@ class Ledger:
                     else:
                         led.effective_terminations[iid] += 1
                         led.first_terminate_at.setdefault(iid, n)
-            elif rec.action == "ec2:CreateSnapshot":
-                vol = rec.params.get("VolumeId", "")
-                led.snapshots_created[vol] += 1
-                led.last_snapshot_at[vol] = n
-                led.created_ids += [c for c in rec.created if c.startswith("snap-")]
+            elif rec.action in SNAPSHOT_CALLS:
+                for vol, sid in rec.snapshots:
+                    led.snapshots_created[vol] += 1
+                    led.last_snapshot_at[vol] = n
+                    led.created_ids.append(sid)
             else:
                 led.other.append(rec.action)
         return led

@@ -44,38 +44,57 @@ def apply_argv(plan: Path) -> list[str]:
     return apply_args(plan, "--batch-size", "1", "--snapshot-delay", str(POLL))
 
 
+SNAPSHOT_ACTIONS = ("CreateSnapshot", "CreateSnapshots")
+SNAPSHOT_CALLS = ("ec2:CreateSnapshot", "ec2:CreateSnapshots")
+
+
 @dataclass(frozen=True)
 class KillPoint:
-    """Where a run is interrupted: ``phase`` and the counted ``action`` as the proxy
-    arms them, and the call the signal must be delivered at."""
+    """Where a run is interrupted: ``phase`` and the counted ``actions`` as the proxy
+    arms them, and the calls the signal may be delivered at."""
 
     name: str
     phase: str
-    action: str
-    call: str
+    actions: tuple[str, ...]
+    calls: tuple[str, ...]
     at: int | None = None  # None: computed from moto before the run (see counts())
+
+    @property
+    def backups(self) -> bool:
+        return self.actions == SNAPSHOT_ACTIONS
 
 
 KILL_POINTS = (
-    KillPoint("before CreateSnapshot", "before", "CreateSnapshot", "ec2:CreateSnapshot", 2),
-    KillPoint("after CreateSnapshot", "after", "CreateSnapshot", "ec2:CreateSnapshot", 2),
-    KillPoint("snapshot wait", "waiter", "CreateSnapshot", "ec2:DescribeSnapshots"),
+    KillPoint("before CreateSnapshot(s)", "before", SNAPSHOT_ACTIONS, SNAPSHOT_CALLS, 2),
+    KillPoint("after CreateSnapshot(s)", "after", SNAPSHOT_ACTIONS, SNAPSHOT_CALLS, 2),
+    KillPoint("snapshot wait", "waiter", SNAPSHOT_ACTIONS, ("ec2:DescribeSnapshots",)),
     KillPoint(
-        "before TerminateInstances", "before", "TerminateInstances", "ec2:TerminateInstances", 1
+        "before TerminateInstances",
+        "before",
+        ("TerminateInstances",),
+        ("ec2:TerminateInstances",),
+        1,
     ),
     KillPoint(
-        "after TerminateInstances", "after", "TerminateInstances", "ec2:TerminateInstances", 1
+        "after TerminateInstances",
+        "after",
+        ("TerminateInstances",),
+        ("ec2:TerminateInstances",),
+        1,
     ),
-    KillPoint("terminate wait", "waiter", "TerminateInstances", "ec2:DescribeInstances"),
+    KillPoint("terminate wait", "waiter", ("TerminateInstances",), ("ec2:DescribeInstances",)),
 )
 
 
 @dataclass
 class Remaining:
-    """What is left to do, as moto has it: volumes of planned instances without a
-    snapshot of the plan, and planned instances still stopped, per region."""
+    """What is left to do, as moto has it, per region: the backup calls still to make
+    for planned instances (one CreateSnapshots for an instance none of whose volumes has
+    a snapshot of the plan and all of whose volumes termination deletes, else one
+    CreateSnapshot per deletable volume without one), and planned instances still
+    stopped."""
 
-    volumes: dict[str, set[str]]
+    backup_calls: dict[str, int]
     stopped: dict[str, set[str]]
 
 
@@ -84,30 +103,36 @@ def remaining(
 ) -> Remaining:
     now = truth(proxied, regions)
     snapped = snapshots(proxied, regions)
-    volumes: dict[str, set[str]] = {r: set() for r in regions}
+    calls: dict[str, int] = {r: 0 for r in regions}
     stopped: dict[str, set[str]] = {r: set() for r in regions}
     for iid in chosen:
         inst = before[iid]
         if now[iid].state == "stopped":
             stopped[inst.region].add(iid)
-        for vol in inst.deletable_volumes:
-            if not [s for s in snapped.get(vol, []) if s["State"] != "error"]:
-                volumes[inst.region].add(vol)
-    return Remaining(volumes, stopped)
+        left = [
+            vol
+            for vol in inst.deletable_volumes
+            if not [s for s in snapped.get(vol, []) if s["State"] != "error"]
+        ]
+        whole = inst.one_snapshot_call and len(left) == len(inst.deletable_volumes)
+        calls[inst.region] += 1 if whole else len(left)
+    return Remaining(calls, stopped)
 
 
 def counted_calls(point: KillPoint, left: Remaining) -> int:
     """The ``at`` to arm ``point`` with. A waiter kill point fires at the first poll
     after the *last* counted call of the run: then every target has sent its last
-    CreateSnapshot (its snapshots are pending for SNAPSHOT_DELAY, so the next poll is
+    CreateSnapshot(s) (its snapshots are pending for SNAPSHOT_DELAY, so the next poll is
     a snapshot waiter's) or its last TerminateInstances (the next poll is a
     termination waiter's). With one instance per batch, the run sends one
     TerminateInstances per planned instance still stopped."""
     if point.at is not None:
         return point.at
-    per_region = left.volumes if point.action == "CreateSnapshot" else left.stopped
-    assert all(per_region.values()), f"{point.name}: a region has nothing left to do {per_region}"
-    return sum(len(v) for v in per_region.values())
+    if point.backups:
+        assert all(left.backup_calls.values()), f"{point.name}: nothing left {left}"
+        return sum(left.backup_calls.values())
+    assert all(left.stopped.values()), f"{point.name}: a region has nothing left to do {left}"
+    return sum(len(v) for v in left.stopped.values())
 
 
 @dataclass
@@ -128,7 +153,7 @@ def interrupt_once(
     fired_before = len(proxy.stats.fired_signals())
     proc = start(apply_argv(plan))
     try:
-        proxy.arm_signal(proc.pid, sig.name, at=at, phase=point.phase, actions=[point.action])
+        proxy.arm_signal(proc.pid, sig.name, at=at, phase=point.phase, actions=list(point.actions))
         _out, err = proc.communicate(timeout=RUN_TIMEOUT)
     finally:
         if proc.poll() is None:
@@ -153,14 +178,14 @@ def freeze(
     fired_before = len(proxy.stats.fired_signals())
     proc = start(apply_argv(plan))
     try:
-        proxy.arm_signal(proc.pid, "SIGSTOP", at=at, phase=point.phase, actions=[point.action])
+        proxy.arm_signal(proc.pid, "SIGSTOP", at=at, phase=point.phase, actions=list(point.actions))
         deadline = time.monotonic() + RUN_TIMEOUT
         while len(proxy.stats.fired_signals()) == fired_before:
             assert proc.poll() is None, f"apply ended before it was frozen: {proc.stderr}"
             assert time.monotonic() < deadline, "apply never reached the freeze point"
             time.sleep(0.05)
         (fired,) = proxy.stats.fired_signals()[fired_before:]
-        assert fired.call == point.call and fired.error is None, fired
+        assert fired.call in point.calls and fired.error is None, fired
         result = while_frozen(proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):

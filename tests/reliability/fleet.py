@@ -15,6 +15,7 @@ from awsops.paginate import iter_items
 from awsops.sandbox.faults import MutationRecord
 from awsops.sandbox.seed import DEMO_TAG, seed_demo
 from tests.helpers import invoke
+from tests.ledger_checks import SNAPSHOT_CALLS
 from tests.reliability.conftest import Proxied
 
 # Demo categories the planner must choose with --older-than 30d; every other one is kept.
@@ -28,6 +29,12 @@ class Instance:
     category: str
     state: str
     deletable_volumes: tuple[str, ...]
+    volumes: tuple[str, ...] = ()  # every EBS volume attached
+
+    @property
+    def one_snapshot_call(self) -> bool:
+        """Backed up with one CreateSnapshots: every volume is deleted by termination."""
+        return bool(self.volumes) and set(self.volumes) == set(self.deletable_volumes)
 
 
 def seed_fleet(proxied: Proxied, count: int) -> dict[str, Instance]:
@@ -57,8 +64,11 @@ def truth(proxied: Proxied) -> dict[str, Instance]:
             for m in inst.get("BlockDeviceMappings", [])
             if m.get("Ebs", {}).get("DeleteOnTermination")
         )
+        every = tuple(
+            m["Ebs"]["VolumeId"] for m in inst.get("BlockDeviceMappings", []) if "Ebs" in m
+        )
         out[inst["InstanceId"]] = Instance(
-            inst["InstanceId"], tags.get(DEMO_TAG, ""), inst["State"]["Name"], vols
+            inst["InstanceId"], tags.get(DEMO_TAG, ""), inst["State"]["Name"], vols, every
         )
     return out
 
@@ -114,10 +124,10 @@ def read_ledger(records: list[MutationRecord]) -> LedgerCheck:
                 else:
                     check.effective_terminations[iid] += 1
                     check.first_terminate_at.setdefault(iid, n)
-        elif rec.action == "ec2:CreateSnapshot":
-            vol = rec.params.get("VolumeId", "")
-            check.snapshots_created[vol] += 1
-            check.last_snapshot_at[vol] = n
+        elif rec.action in SNAPSHOT_CALLS:
+            for vol, _sid in rec.snapshots:
+                check.snapshots_created[vol] += 1
+                check.last_snapshot_at[vol] = n
         else:
             check.other_mutations.append(rec.action)
     return check

@@ -24,16 +24,24 @@ def plan_calls(fleet: Mapping[str, Instance]) -> dict[str, int]:
 
 def apply_calls(fleet: Mapping[str, Instance], chosen: set[str], batch_size: int) -> dict[str, int]:
     """Calls that must reach EC2, exactly, to apply the plan of ``chosen``: protection is
-    read again once per planned instance; one CreateSnapshot per deletable volume and one
-    TerminateInstances per batch, plus one DryRun probe of each per region with work.
-    More would mean a mutation was repeated."""
+    read again once per planned instance; one CreateSnapshots per instance whose volumes
+    are all deleted by termination, one CreateSnapshot per deletable volume of the
+    others, and one TerminateInstances per batch, plus one DryRun probe of each per
+    region that needs it. More would mean a mutation was repeated."""
     per_region: dict[str, int] = {}
+    whole: dict[str, int] = {}
+    single: dict[str, int] = {}
     for iid in chosen:
-        per_region[fleet[iid].region] = per_region.get(fleet[iid].region, 0) + 1
+        inst = fleet[iid]
+        per_region[inst.region] = per_region.get(inst.region, 0) + 1
+        if inst.one_snapshot_call:
+            whole[inst.region] = whole.get(inst.region, 0) + 1
+        elif inst.deletable_volumes:
+            single[inst.region] = single.get(inst.region, 0) + len(inst.deletable_volumes)
     return {
         "ec2:DescribeInstanceAttribute": len(chosen),
-        "ec2:CreateSnapshot": sum(len(fleet[i].deletable_volumes) for i in chosen)
-        + len(per_region),
+        "ec2:CreateSnapshot": sum(single.values()) + len(single),
+        "ec2:CreateSnapshots": sum(whole.values()) + len(whole),
         "ec2:TerminateInstances": sum(-(-n // batch_size) for n in per_region.values())
         + len(per_region),
     }

@@ -3,7 +3,7 @@ or left without room for its journal: what reaches AWS, judged from the fault pr
 ledger of mutating calls and from moto's state, never from awsops' own report.
 
 Signals are delivered by the proxy itself (a tap on the server's answers), at a known
-point: while a CreateSnapshot that the server has carried out is still on its way back,
+point: while a CreateSnapshot(s) that the server has carried out is still on its way back,
 so every run is interrupted with calls in flight, in the same phase.
 """
 
@@ -44,7 +44,8 @@ from tests.reliability.conftest import FIGURES, Proxied, record_proxy
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-2")
 PER_REGION = 24
 WORKERS = len(REGIONS)  # apply works on each (account, region) in its own thread
-SLOW_CHANGES = "latency=200ms,only=CreateSnapshot+TerminateInstances"
+SLOW_CHANGES = "latency=200ms,only=CreateSnapshot+CreateSnapshots+TerminateInstances"
+SNAPSHOT_ACTIONS = ("CreateSnapshot", "CreateSnapshots")
 
 Tap = Callable[[CallInfo, int, bytes], None]
 
@@ -56,7 +57,7 @@ def _on_first_snapshot(action: Callable[[], None], hold: float = 0.0) -> tuple[T
     lock = threading.Lock()
 
     def tap(info: CallInfo, status: int, body: bytes) -> None:
-        if info.action != "CreateSnapshot" or status >= 300:
+        if info.action not in SNAPSHOT_ACTIONS or status >= 300:
             return
         with lock:
             if fired:
@@ -225,8 +226,8 @@ def test_another_host_applying_the_same_plan_duplicates_nothing(
     pid: dict[str, int] = {}
 
     def freeze_b(info: CallInfo, status: int, body: bytes) -> None:
-        # B's last read-only step: the DryRun probe of CreateSnapshot (412).
-        if info.action == "CreateSnapshot" and status == 412 and not frozen.is_set():
+        # B's last read-only step: a DryRun probe of CreateSnapshot(s) (412).
+        if info.action in SNAPSHOT_ACTIONS and status == 412 and not frozen.is_set():
             send(pid["b"], signal.SIGSTOP)
             frozen.set()
 

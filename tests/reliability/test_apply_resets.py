@@ -1,10 +1,12 @@
 """Connection resets during ``decommission apply``: EC2 did the work, the caller did not
 hear it. TerminateInstances is safe to repeat (the executor describes after errors);
-CreateSnapshot is not idempotent, so after a cut answer the executor looks for the
-snapshot (by tag) before sending the call again: one snapshot per volume."""
+CreateSnapshot and CreateSnapshots are not idempotent, so after a cut answer the
+executor looks for the snapshots (by tag) before sending the call again: one snapshot per
+volume."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,12 +50,12 @@ def test_resets_on_create_snapshot_leave_one_snapshot_per_volume(
 ) -> None:
     before = seed_fleet(proxied, 48)
     planned, resets = _plan_and_apply(
-        proxied, tmp_path, capsys, "reset=0.5,only=CreateSnapshot,seed=32"
+        proxied, tmp_path, capsys, "reset=0.5,only=CreateSnapshot+CreateSnapshots,seed=32"
     )
     assert resets > 0
     ledger = read_ledger(proxied.proxy.stats.mutation_list())
-    FIGURES["resets: CreateSnapshot answers cut"] += resets
-    FIGURES["resets: extra snapshots from retried CreateSnapshot"] += sum(
+    FIGURES["resets: CreateSnapshot(s) answers cut"] += resets
+    FIGURES["resets: extra snapshots from retried CreateSnapshot(s)"] += sum(
         n - 1 for n in ledger.snapshots_created.values()
     )
     # Every deletable volume of every planned instance: one completed snapshot, made
@@ -72,27 +74,39 @@ def test_5xx_on_create_snapshot_is_sent_again_after_looking(
     lookups: list[str] = []
 
     def count_lookups(info: CallInfo, status: int, body: bytes) -> None:
-        if info.action == "DescribeSnapshots" and "tag:awsops:volume-id" in info.params.values():
-            lookups.append(
-                next(
-                    v
-                    for k, v in info.params.items()
-                    if k.endswith(".Value.1") and v.startswith("vol-")
-                )
-            )
+        # This plan's snapshots of one instance: the look-up before its backup, and
+        # those after a 5xx.
+        names = {v: k for k, v in info.params.items() if re.fullmatch(r"Filter\.\d+\.Name", k)}
+        key = names.get("tag:awsops:instance-id")
+        if info.action == "DescribeSnapshots" and key:
+            lookups.append(info.params[key.replace(".Name", ".Value.1")])
 
-    proxied.proxy.taps.append(count_lookups)
-    proxied.proxy.set_spec("error5xx=0.4,only=CreateSnapshot,seed=34")
+    backed_up = {i for i in planned_ids(plan) if before[i].deletable_volumes}
+    probes = {
+        "CreateSnapshots" if before[i].one_snapshot_call else "CreateSnapshot" for i in backed_up
+    }
+    probed: set[str] = set()
+
+    def faults_after_the_probes(info: CallInfo, status: int, body: bytes) -> None:
+        # The 5xx only once the DryRun probes are answered: those are retried by
+        # botocore, and only a lost create call is followed by looks.
+        if info.action in probes and status == 412:
+            probed.add(info.action)
+            if probed == probes:
+                proxied.proxy.set_spec("error5xx=0.4,only=CreateSnapshot+CreateSnapshots,seed=3")
+
+    proxied.proxy.taps += [count_lookups, faults_after_the_probes]
     apply_fleet_plan(plan, capsys)
+    assert probes == {"CreateSnapshot", "CreateSnapshots"} == probed
+    faulted = proxied.proxy.stats.snapshot()["faults_by_action"]
+    assert set(faulted) == {"ec2:CreateSnapshot", "ec2:CreateSnapshots"}, faulted
     errors = proxied.proxy.stats.faults["500"] + proxied.proxy.stats.faults["503"]
-    assert errors > 0
-    # One look right before each first send, then three after each 5xx (none finds
-    # anything: the proxy answered without forwarding).
-    volumes = {v for i in planned_ids(plan) for v in before[i].deletable_volumes}
-    assert len(lookups) == len(volumes) + 3 * errors, (len(lookups), len(volumes), errors)
-    assert set(lookups) == volumes
+    # One look right before each instance's backup, then three after each 5xx (none
+    # finds anything: the proxy answered without forwarding).
+    assert len(lookups) == len(backed_up) + 3 * errors, (len(lookups), len(backed_up), errors)
+    assert set(lookups) == backed_up
     assert_decommissioned_exactly(
         proxied, before, planned_ids(plan), proxied.proxy.stats.mutation_list()
     )
     record_proxy(proxied.proxy, items_checked=len(before))
-    FIGURES["5xx: CreateSnapshot calls refused, then sent again"] += errors
+    FIGURES["5xx: CreateSnapshot(s) calls refused, then sent again"] += errors

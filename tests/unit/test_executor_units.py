@@ -7,16 +7,22 @@ it is tested here; ``expected_params`` pins down every call that is made."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import functools
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
+from tests.unit.executor_stubs import (
+    ACCOUNT,
+    A,
+    B,
+    C,
+    _ec2,
+    _executor,
+    _facts,
+    _plan,
+    _work,
+)
 
 from awsops.config import ClientSettings
 from awsops.decommission.executor import (
@@ -27,90 +33,13 @@ from awsops.decommission.executor import (
 )
 from awsops.decommission.journal import Event, Journal, read_events, replay
 from awsops.decommission.model import (
-    InstanceFacts,
     Plan,
-    PlanCriteria,
     PlanLimits,
     TargetPlan,
-    Volume,
 )
 from awsops.decommission.verify import check_blast_radius, check_permissions
 from awsops.errors import OperationNotPermittedError, SafetyError
 from awsops.paginate import CallCounter
-from awsops.session import SessionFactory
-
-UTC = dt.timezone.utc
-NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
-ACCOUNT = "123456789012"
-A, B, C = "i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2", "i-0ccccccccccccccc3"
-
-
-def _facts(iid: str, deletable: bool = True) -> InstanceFacts:
-    return InstanceFacts(
-        instance_id=iid,
-        state="stopped",
-        stop_time=NOW - dt.timedelta(days=60),
-        stop_source="state-transition-reason",
-        launch_time=NOW - dt.timedelta(days=90),
-        tags={"Name": f"name-{iid[-1]}"},
-        volumes=(
-            Volume(f"vol-{iid[-1]}root", "/dev/xvda", deletable, 8, "gp3"),
-            Volume(f"vol-{iid[-1]}data", "/dev/sdf", False, 20, "gp2"),
-        ),
-        availability_zone="us-east-1a",
-        instance_type="t3.micro",
-        termination_protection=False,
-    )
-
-
-def _plan(*ids: str, examined: int | None = None, deletable: bool = True) -> Plan:
-    tp = TargetPlan(
-        account_id=ACCOUNT,
-        region="us-east-1",
-        examined=len(ids) if examined is None else examined,
-        chosen=tuple(_facts(i, deletable) for i in ids),
-    )
-    return Plan(
-        plan_id="plan-20260601T120000Z-0000unit",
-        created_at=NOW,
-        expires_at=NOW + dt.timedelta(hours=24),
-        criteria=PlanCriteria(older_than_days=30, protect_tags=("awsops:protect",)),
-        targets=(tp,),
-    )
-
-
-@functools.cache
-def _factory() -> SessionFactory:
-    return SessionFactory(region="us-east-1", static_credentials=("testing", "testing"))
-
-
-@functools.cache
-def _session() -> boto3.Session:
-    # one session: its loader caches the EC2 model, so each fresh client is cheap
-    return boto3.Session(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
-    )
-
-
-def _ec2() -> Any:
-    """A fresh client (Stubber and event hooks are per client)."""
-    return _session().client("ec2", region_name="us-east-1")
-
-
-def _executor(plan: Plan, **options: Any) -> Executor:
-    """An executor whose journal is open (in a fresh directory), as during a run."""
-    path = Path(tempfile.mkdtemp(prefix="awsops-unit-")) / "journal.jsonl"
-    options.setdefault("backup", "snapshots")
-    ex = Executor(plan, _factory(), ApplyOptions(**options), journal_path=path, now=lambda: NOW)
-    journal = Journal(path, plan.plan_id)
-    ex.run_state.state = journal.open()
-    ex.run_state.journal = journal
-    return ex
-
-
-def _work(plan: Plan, ec2: Any) -> TargetWork:
-    tp = plan.targets[0]
-    return TargetWork(tp, ec2, act=list(tp.chosen))
 
 
 def _terminating(*ids: str) -> dict[str, Any]:
@@ -539,182 +468,6 @@ def test_max_percent_counts_the_stopped_instances_live_at_apply() -> None:
 def test_blast_radius_limits_are_inclusive(options: dict[str, Any], live: int) -> None:
     plan = _plan(A, B, C)
     check_blast_radius(plan, ApplyOptions(**options), _verified(plan, live_stopped=live))
-
-
-# --- CreateSnapshot without an idempotency token -----------------------------------------
-
-
-def _snapshot_params(volume_id: str) -> dict[str, Any]:
-    from botocore.stub import ANY
-
-    return {"VolumeId": volume_id, "Description": ANY, "TagSpecifications": ANY}
-
-
-def _tag_lookup(volume_id: str) -> dict[str, Any]:
-    return {
-        "OwnerIds": ["self"],
-        "Filters": [
-            {"Name": "tag:awsops:plan-id", "Values": ["plan-20260601T120000Z-0000unit"]},
-            {"Name": "tag:awsops:volume-id", "Values": [volume_id]},
-        ],
-    }
-
-
-def _found(snapshot_id: str, volume_id: str) -> dict[str, Any]:
-    """A DescribeSnapshots answer holding one pending snapshot of the volume."""
-    return {"Snapshots": [{"SnapshotId": snapshot_id, "VolumeId": volume_id, "State": "pending"}]}
-
-
-@dataclass
-class SnapshotCase:
-    """An executor whose sleeps are recorded, one instance's first volume, and the two
-    clients: ``ec2`` for look-ups, ``once`` (no automatic retries) for CreateSnapshot."""
-
-    ex: Executor
-    work: TargetWork
-    facts: InstanceFacts
-    vol: Volume
-    ec2: Any
-    once: Any
-    slept: list[float]
-
-    def create(self, known: frozenset[str] = frozenset()) -> str:
-        return self.ex.backups.create(self.work, self.facts, self.vol, set(known))
-
-
-def _snapshot_case() -> SnapshotCase:
-    plan = _plan(A)
-    tp = plan.targets[0]
-    ec2, once = _ec2(), _ec2()
-    ex = _executor(plan)
-    slept: list[float] = []
-    ex.run_state.sleep = slept.append
-    ex.run_state.jitter = lambda: 1.0
-    work = TargetWork(tp, ec2, ec2_once=once, act=list(tp.chosen))
-    facts = tp.chosen[0]
-    return SnapshotCase(ex, work, facts, facts.volumes[0], ec2, once, slept)
-
-
-def test_throttled_create_snapshot_is_resent_without_a_look_up() -> None:
-    case = _snapshot_case()
-    vol = case.vol
-    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
-        for _ in range(2):
-            creates.add_client_error(
-                "create_snapshot",
-                "RequestLimitExceeded",
-                "Request limit exceeded.",
-                503,
-                expected_params=_snapshot_params(vol.volume_id),
-            )
-        creates.add_response(
-            "create_snapshot",
-            {"SnapshotId": "snap-0123456789abcdef0"},
-            _snapshot_params(vol.volume_id),
-        )
-        assert case.create() == "snap-0123456789abcdef0"
-        creates.assert_no_pending_responses()
-        lookups.assert_no_pending_responses()  # no DescribeSnapshots was made
-    assert case.slept == [0.5, 1.0]
-
-
-def test_create_snapshot_after_a_5xx_looks_first_and_adopts_what_it_finds() -> None:
-    case = _snapshot_case()
-    vol = case.vol
-    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
-        creates.add_client_error(
-            "create_snapshot", "InternalError", "An internal error has occurred", 500
-        )
-        lookups.add_response(
-            "describe_snapshots",
-            _found("snap-0aaaaaaaaaaaaaaa0", vol.volume_id),
-            _tag_lookup(vol.volume_id),
-        )
-        assert case.create() == "snap-0aaaaaaaaaaaaaaa0"
-        creates.assert_no_pending_responses()
-        lookups.assert_no_pending_responses()
-    assert case.slept == [1.0]
-
-
-def test_after_a_lost_answer_a_new_failed_snapshot_is_adopted_not_made_again() -> None:
-    """The look-up after a 5xx adopts this call's snapshot even if it already failed
-    (its state then keeps the instance): a second CreateSnapshot would be a second
-    backup of the volume. A failed snapshot that was there before the call is not this
-    call's, so it is passed over."""
-    case = _snapshot_case()
-    vol = case.vol
-    old = {"SnapshotId": "snap-0ddddddddddddddd0", "VolumeId": vol.volume_id, "State": "error"}
-    new = {"SnapshotId": "snap-0eeeeeeeeeeeeeee0", "VolumeId": vol.volume_id, "State": "error"}
-    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
-        creates.add_client_error("create_snapshot", "InternalError", "oops", 500)
-        lookups.add_response(
-            "describe_snapshots", {"Snapshots": [old, new]}, _tag_lookup(vol.volume_id)
-        )
-        assert case.create(frozenset({old["SnapshotId"]})) == new["SnapshotId"]
-        creates.assert_no_pending_responses()
-        lookups.assert_no_pending_responses()
-
-
-def test_create_snapshot_after_a_5xx_looks_while_describe_settles_then_resends() -> None:
-    case = _snapshot_case()
-    vol = case.vol
-    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
-        creates.add_client_error("create_snapshot", "Unavailable", "try again", 503)
-        for _ in range(3):  # EC2 describes are eventually consistent: look three times
-            lookups.add_response(
-                "describe_snapshots", {"Snapshots": []}, _tag_lookup(vol.volume_id)
-            )
-        creates.add_response("create_snapshot", {"SnapshotId": "snap-0bbbbbbbbbbbbbbb0"})
-        assert case.create() == "snap-0bbbbbbbbbbbbbbb0"
-        creates.assert_no_pending_responses()
-        lookups.assert_no_pending_responses()
-    assert case.slept == [1.0, 2.0, 4.0]
-
-
-def test_create_snapshot_looks_once_more_before_giving_up_after_a_5xx() -> None:
-    from awsops.errors import AwsError
-
-    case = _snapshot_case()
-    vol = case.vol
-    budget = _factory().settings.max_attempts
-    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
-        for n in range(budget):
-            creates.add_client_error("create_snapshot", "InternalError", "oops", 500)
-            for _ in range(3 if n < budget - 1 else 1):
-                answer = (
-                    _found("snap-0ccccccccccccccc0", vol.volume_id)
-                    if n == budget - 1
-                    else {"Snapshots": []}
-                )
-                lookups.add_response("describe_snapshots", answer, _tag_lookup(vol.volume_id))
-        # the last send's answer was lost too, but it did make the snapshot: adopted
-        assert case.create() == "snap-0ccccccccccccccc0"
-        creates.assert_no_pending_responses()
-        lookups.assert_no_pending_responses()
-    with Stubber(case.ec2) as lookups, Stubber(case.once) as creates:
-        for _ in range(budget):
-            creates.add_client_error("create_snapshot", "InternalError", "oops", 500)
-            for _ in range(3):
-                lookups.add_response("describe_snapshots", {"Snapshots": []})
-        with pytest.raises(AwsError) as failed:
-            case.create()
-        assert failed.value.code == "InternalError"
-        creates.assert_no_pending_responses()
-        lookups.assert_no_pending_responses()
-
-
-def test_create_snapshot_gives_up_after_the_retry_budget() -> None:
-    from awsops.errors import ThrottledError
-
-    case = _snapshot_case()
-    budget = _factory().settings.max_attempts
-    with Stubber(case.once) as creates:
-        for _ in range(budget):
-            creates.add_client_error("create_snapshot", "RequestLimitExceeded", "slow down", 503)
-        with pytest.raises(ThrottledError):
-            case.create()
-        creates.assert_no_pending_responses()
-    assert len(case.slept) == budget - 1 and max(case.slept) == 8.0
 
 
 def test_max_percent_holds_for_each_target_of_a_plan() -> None:

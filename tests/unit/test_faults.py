@@ -216,8 +216,27 @@ def test_parse_mutation_reads_state_changes_and_created_ids() -> None:
         b"</CreateSnapshotResponse>",
         delivered=True,
     )
-    assert snap.created == ("snap-1", "vol-1")
+    assert snap.created == ("snap-1", "vol-1") and snap.snapshots == ()  # action "Op"
     assert parse_mutation(ec2, 200, b"not xml", delivered=True).changes == ()
+
+
+def test_parse_mutation_pairs_each_snapshot_with_its_volume() -> None:
+    one = CallInfo("ec2", "CreateSnapshot", "us-east-1", "AKIA", "ec2", {"VolumeId": "vol-1"})
+    body = b"<CreateSnapshotResponse><snapshotId>snap-1</snapshotId></CreateSnapshotResponse>"
+    assert parse_mutation(one, 200, body, delivered=True).snapshots == (("vol-1", "snap-1"),)
+    assert parse_mutation(one, 500, body, delivered=True).snapshots == ()
+    many = CallInfo("ec2", "CreateSnapshots", "us-east-1", "AKIA", "ec2")
+    body = (
+        b'<CreateSnapshotsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15">'
+        b"<snapshotSet><item><tagSet><item><key>k</key><value>v</value></item></tagSet>"
+        b"<volumeId>vol-1</volumeId><snapshotId>snap-1</snapshotId></item>"
+        b"<item><volumeId>vol-2</volumeId><snapshotId>snap-2</snapshotId></item></snapshotSet>"
+        b"<requestId>r</requestId></CreateSnapshotsResponse>"
+    )
+    rec = parse_mutation(many, 200, body, delivered=False)
+    assert rec.snapshots == (("vol-1", "snap-1"), ("vol-2", "snap-2"))
+    assert rec.created == ("snap-1", "snap-2")
+    assert rec.to_json()["snapshots"] == [["vol-1", "snap-1"], ["vol-2", "snap-2"]]
 
 
 def test_decisions_are_reproducible_and_scoped() -> None:

@@ -26,7 +26,8 @@ from awsops.cancel import CancelToken
 from awsops.config import Target
 from awsops.decommission import capture
 from awsops.decommission.applyrun import ApplyRun, OnEvent
-from awsops.decommission.backup import SnapshotBackups, fail
+from awsops.decommission.backup import SnapshotBackups
+from awsops.decommission.createonce import fail
 from awsops.decommission.images import ImageBackups
 from awsops.decommission.journal import Event, Journal, JournalError, replay
 from awsops.decommission.model import InstanceFacts, Plan, TargetPlan

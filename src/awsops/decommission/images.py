@@ -11,7 +11,7 @@ waited for until ``available``, so the instance can be brought back with
   available, its snapshots get the same tags.
 - Right before CreateImage the plan's image of the instance is looked for by tag and
   adopted if found (not failed), as for snapshots; after a lost answer the look-up
-  comes before any resend (:func:`awsops.decommission.sendonce.send_once`).
+  comes before any resend (:func:`awsops.decommission.createonce.send_once`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,18 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from awsops.decommission.applyrun import ApplyRun
-from awsops.decommission.backup import TAG_INSTANCE, TAG_PLAN, backup_tags, fail, wait_each
+from awsops.decommission.createonce import (
+    TAG_INSTANCE,
+    TAG_PLAN,
+    StoppedError,
+    backup_tags,
+    fail,
+    send_once,
+    wait_each,
+)
 from awsops.decommission.journal import Event
 from awsops.decommission.model import InstanceFacts
 from awsops.decommission.outcomes import Outcome, TargetWork
-from awsops.decommission.sendonce import StoppedError, send_once
 from awsops.errors import AwsopsError, translate
 from awsops.paginate import iter_items
 from awsops.waiters import (

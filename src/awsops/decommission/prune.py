@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from awsops.decommission.backup import TAG_DATE, TAG_INSTANCE, TAG_PLAN
+from awsops.decommission.createonce import TAG_DATE, TAG_INSTANCE, TAG_PLAN
 from awsops.errors import translate
 from awsops.paginate import iter_items
 

@@ -11,7 +11,7 @@ Every step is journaled in the plan's restore journal (``restore.jsonl`` beside 
 apply journal, locked). A restore never launches twice: right before RunInstances the
 instance restored from the old one is looked for by tag, RunInstances carries a
 ClientToken derived from the plan and the instance, and it goes through a client
-without automatic retries (:func:`~awsops.decommission.sendonce.send_once`).
+without automatic retries (:func:`~awsops.decommission.createonce.send_once`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from awsops.cancel import CancelToken
 from awsops.clients import make_client
 from awsops.decommission.applyrun import ApplyRun
+from awsops.decommission.createonce import StoppedError, send_once
 from awsops.decommission.journal import Journal, JournalState, read_events, replay
 from awsops.decommission.model import Plan, TargetPlan
 from awsops.decommission.outcomes import ApplyOptions, TargetWork
 from awsops.decommission.restore_check import RestoreCheck, check_restore
-from awsops.decommission.sendonce import StoppedError, send_once
 from awsops.decommission.verify import target_of
 from awsops.errors import AwsopsError, UsageError, translate
 from awsops.paginate import iter_items

@@ -20,16 +20,16 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from awsops.decommission import inspect, sendonce
+from awsops.decommission import createonce, inspect
 from awsops.decommission.applyrun import ApplyRun
-from awsops.decommission.journal import Event
-from awsops.decommission.outcomes import Outcome, TargetWork
-from awsops.decommission.sendonce import (
+from awsops.decommission.createonce import (
     MIN_CREATE_ATTEMPTS,
     StoppedError,
     maybe_transient,
     send_once,
 )
+from awsops.decommission.journal import Event
+from awsops.decommission.outcomes import Outcome, TargetWork
 from awsops.errors import AwsopsError, NotFoundError, OtherAwsError, ThrottledError, translate
 from awsops.waiters import WaitCancelledError, WaiterFailedError, WaiterTimeoutError
 from awsops.waitmany import wait_many
@@ -91,7 +91,7 @@ class Terminations:
         batch is resent after a backoff; after any other error the batch is described
         (once more after a pause if the error may have been transient), and what is
         not terminating is sent again one instance at a time, each exactly once
-        (:func:`~awsops.decommission.sendonce.send_once`)."""
+        (:func:`~awsops.decommission.createonce.send_once`)."""
         run = self.run
         accepted: list[str] = []
         failed: dict[str, AwsopsError] = {}
@@ -102,7 +102,7 @@ class Terminations:
             resp = self._send_batch(work, ids)
         except AwsopsError as err:
             if maybe_transient(err):
-                run.sleep(sendonce.SETTLE_DELAY)
+                run.sleep(createonce.SETTLE_DELAY)
             now = inspect.describe_by_ids(work.ec2, work.plan.region, ids)
             rest: list[str] = []
             for i in ids:

@@ -12,6 +12,7 @@ from awsops import ec2ops
 from awsops.clients import TargetClients
 from awsops.config import Target
 from awsops.decommission import inspect
+from awsops.decommission.backup import one_call
 from awsops.decommission.journal import JournalState
 from awsops.decommission.model import (
     EndpointKind,
@@ -196,14 +197,14 @@ def verify_target(
 
 
 def check_permissions(work: TargetWork, backup: str = BackupMode.SNAPSHOTS) -> None:
-    """EC2's server-side ``DryRun=True`` for TerminateInstances and the backup call
-    (CreateImage or CreateSnapshot); a refusal is a SafetyError before anything
-    changed."""
+    """EC2's server-side ``DryRun=True`` for TerminateInstances and each backup call the
+    target needs (CreateImage; or CreateSnapshot and/or CreateSnapshots, see
+    :func:`awsops.decommission.backup.one_call`); a refusal is a SafetyError before
+    anything changed."""
     if not work.act:
         return
     first = work.act[0].instance_id
     probes: list[tuple[str, dict[str, Any]]] = [("terminate_instances", {"InstanceIds": [first]})]
-    volume = next((v for f in work.act for v in f.deletable_volumes), None)
     if backup == BackupMode.IMAGE:
         probes.append(
             (
@@ -211,8 +212,15 @@ def check_permissions(work: TargetWork, backup: str = BackupMode.SNAPSHOTS) -> N
                 {"InstanceId": first, "Name": f"awsops-probe-{first}", "NoReboot": True},
             )
         )
-    elif backup == BackupMode.SNAPSHOTS and volume is not None:
-        probes.append(("create_snapshot", {"VolumeId": volume.volume_id}))
+    elif backup == BackupMode.SNAPSHOTS:
+        whole = [f for f in work.act if one_call(f, f.deletable_volumes)]
+        per_volume = (f for f in work.act if not one_call(f, f.deletable_volumes))
+        volume = next((v for f in per_volume for v in f.deletable_volumes), None)
+        if volume is not None:
+            probes.append(("create_snapshot", {"VolumeId": volume.volume_id}))
+        if whole:
+            spec = {"InstanceId": whole[0].instance_id, "ExcludeBootVolume": False}
+            probes.append(("create_snapshots", {"InstanceSpecification": spec}))
     for method, params in probes:
         check = ec2ops.check_permissions(work.ec2, method, params)
         if not check.allowed:

@@ -29,8 +29,10 @@ class MutationRecord:
     dropped it (a SIGKILL after the call): the change happened but the caller did not
     learn of it. ``changes`` lists, for EC2 instance state calls, ``(instance id,
     previous state, current state)``; ``created`` the ids of snapshots or volumes the
-    call created. ``at`` is the wall time (``time.time()``) the call was sent to the
-    server; ``dry_run`` marks an EC2 ``DryRun=true`` probe, which changes nothing.
+    call created. ``snapshots`` lists ``(volume id, snapshot id)`` for each snapshot a
+    CreateSnapshot or CreateSnapshots call made. ``at`` is the wall time
+    (``time.time()``) the call was sent to the server; ``dry_run`` marks an EC2
+    ``DryRun=true`` probe, which changes nothing.
     """
 
     action: str
@@ -41,6 +43,7 @@ class MutationRecord:
     created: tuple[str, ...] = ()
     at: float = 0.0
     dry_run: bool = False
+    snapshots: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +55,7 @@ class MutationRecord:
             "created": list(self.created),
             "at": self.at,
             "dry_run": self.dry_run,
+            "snapshots": [list(p) for p in self.snapshots],
         }
 
 
@@ -75,6 +79,7 @@ def parse_mutation(
     """Build the record of a mutating call from its EC2 XML answer (best effort)."""
     changes: list[tuple[str, str, str]] = []
     created: list[str] = []
+    snapshots: list[tuple[str, str]] = []
     root = _parse_xml(body) if info.protocol == "ec2" and status < 300 else None
     if root is not None:
         for item in root.iter():
@@ -88,6 +93,19 @@ def parse_mutation(
         for child in root:
             if _local(child.tag) in ("snapshotId", "volumeId", "imageId") and child.text:
                 created.append(child.text)
+        if info.action == "CreateSnapshot":
+            sid = _child_text(root, "snapshotId")
+            if sid:
+                snapshots.append((info.params.get("VolumeId", ""), sid))
+        elif info.action == "CreateSnapshots":
+            for container in root.iter():
+                if _local(container.tag) != "snapshotSet":
+                    continue
+                for item in container:
+                    sid, vol = _child_text(item, "snapshotId"), _child_text(item, "volumeId")
+                    if sid:
+                        snapshots.append((vol, sid))
+                        created.append(sid)
     return MutationRecord(
         info.name,
         dict(info.params),
@@ -97,6 +115,7 @@ def parse_mutation(
         tuple(created),
         at=at,
         dry_run=info.dry_run,
+        snapshots=tuple(snapshots),
     )
 
 
