@@ -275,12 +275,15 @@ def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
     )
     assert all(w["final_at"] - w["created_at"] == pytest.approx(delay) for w in witness.values())
     ledger = proxy_home.stats.mutation_list()
-    snapshot_of = {  # snapshot id -> instance, from the CreateSnapshot calls
-        m.created[0]: iid
+    snapshot_of = {  # snapshot id -> instance, from the CreateSnapshot(s) calls
+        sid: iid
         for m in ledger
-        if m.action == "ec2:CreateSnapshot" and m.status == 200 and m.created
+        if m.action in ("ec2:CreateSnapshot", "ec2:CreateSnapshots") and m.status == 200
         for iid in planned
-        if m.params["VolumeId"] in volumes[iid]
+        if m.params.get("VolumeId") in volumes[iid]
+        or m.params.get("InstanceSpecification.InstanceId") == iid
+        for sid in m.created
+        if sid.startswith("snap-")
     }
     assert set(snapshot_of) == set(witness)
     terminations = [
