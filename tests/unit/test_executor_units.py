@@ -550,7 +550,7 @@ class SnapshotCase:
     slept: list[float]
 
     def create(self) -> str:
-        return self.ex.backups.create(self.work, self.facts, self.vol)
+        return self.ex.backups.create(self.work, self.facts, self.vol, set())
 
 
 def _snapshot_case() -> SnapshotCase:
