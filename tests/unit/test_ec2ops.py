@@ -77,8 +77,13 @@ def test_dry_run_needs_an_operation_that_supports_it(ec2: tuple[Any, Stubber]) -
         ec2ops.check_permissions(client, "explode_instances", {})
 
 
-def test_terminate_checks_every_instance_before_any_call(ec2: tuple[Any, Stubber]) -> None:
+def test_terminate_checks_every_instance_before_any_call(
+    ec2: tuple[Any, Stubber], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client, stub = ec2
+    # One look-up at a time: the Stubber answers in the order the calls arrive, and
+    # concurrent look-ups arrive in any order.
+    monkeypatch.setattr(ec2ops, "map_concurrent", lambda fn, items, _n: [fn(i) for i in items])
     for iid, protected in (("i-1", False), ("i-2", True), ("i-3", True)):
         stub.add_response(
             "describe_instance_attribute",

@@ -113,8 +113,8 @@ def differences(planned: InstanceFacts, now: InstanceFacts) -> list[str]:
     elif now.stop_time != planned.stop_time:
         diffs.append("stop time changed (restarted and stopped again?)")
     if dict(now.tags) != dict(planned.tags):
-        changed = sorted(set(now.tags.items()) ^ set(planned.tags.items()))
-        diffs.append("tags changed: " + ", ".join(k for k, _ in changed))
+        changed = {k for k, _ in set(now.tags.items()) ^ set(planned.tags.items())}
+        diffs.append("tags changed: " + ", ".join(sorted(changed)))
     if _volume_key(now) != _volume_key(planned):
         diffs.append("attached volumes or DeleteOnTermination changed")
     return diffs
