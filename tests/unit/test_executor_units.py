@@ -285,6 +285,21 @@ def test_a_lost_answer_is_looked_at_before_anything_is_sent_again() -> None:
     assert slept == [1.0, 1.0]  # a pause before each look
 
 
+def test_a_refused_single_instance_is_not_sent_again() -> None:
+    """A batch of one refused for good (OperationNotPermitted): described once (it may
+    have been terminated), still stopped, so it fails; no second TerminateInstances."""
+    plan = _plan(A)
+    ec2 = _ec2()
+    ex = _executor(plan)
+    with Stubber(ec2) as stub:
+        _not_permitted(stub, A)
+        stub.add_response("describe_instances", _described(**{A: "stopped"}), _describe_params(A))
+        accepted, failed = ex.terminations.terminate(_work(plan, ec2), [A])
+        stub.assert_no_pending_responses()
+    assert accepted == [] and list(failed) == [A]
+    assert failed[A].code == "OperationNotPermitted"
+
+
 def test_batch_that_succeeds_is_one_call() -> None:
     plan = _plan(A, B, C)
     ec2 = _ec2()

@@ -107,6 +107,9 @@ class Terminations:
             rest: list[str] = []
             for i in ids:
                 (accepted if _state(now, i) in TERMINATING else rest).append(i)
+            if len(ids) == 1 and not maybe_transient(err):
+                failed.update({i: err for i in rest})  # refused: sending it alone changes nothing
+                rest = []
             for i in rest:  # one at a time: one bad instance never blocks the others
                 if run.stopping:
                     work.result(i, Outcome.NOT_DONE, "stopped before its termination")
