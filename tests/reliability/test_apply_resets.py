@@ -99,7 +99,9 @@ def test_5xx_on_create_snapshot_is_sent_again_after_looking(
     apply_fleet_plan(plan, capsys)
     assert probes == {"CreateSnapshot", "CreateSnapshots"} == probed
     faulted = proxied.proxy.stats.snapshot()["faults_by_action"]
-    assert set(faulted) == {"ec2:CreateSnapshot", "ec2:CreateSnapshots"}, faulted
+    # Which calls draw a fault depends on the threads' order (40% each): at least one
+    # create call was refused, and nothing else was.
+    assert faulted and set(faulted) <= {"ec2:CreateSnapshot", "ec2:CreateSnapshots"}, faulted
     errors = proxied.proxy.stats.faults["500"] + proxied.proxy.stats.faults["503"]
     # One look right before each instance's backup, then three after each 5xx (none
     # finds anything: the proxy answered without forwarding).
