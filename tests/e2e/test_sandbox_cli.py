@@ -275,12 +275,16 @@ def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
     )
     assert all(w["final_at"] - w["created_at"] == pytest.approx(delay) for w in witness.values())
     ledger = proxy_home.stats.mutation_list()
-    snapshot_of = {  # snapshot id -> instance, from the CreateSnapshot calls
-        m.created[0]: iid
-        for m in ledger
-        if m.action == "ec2:CreateSnapshot" and m.status == 200 and m.created
+    creates = [m for m in ledger if m.action.startswith("ec2:CreateSnapshot") and not m.dry_run]
+    # every volume is deleted with its instance: one CreateSnapshots per instance
+    assert sorted(m.params["InstanceSpecification.InstanceId"] for m in creates) == sorted(planned)
+    snapshot_of = {  # snapshot id -> instance, from the CreateSnapshots calls
+        sid: iid
+        for m in creates
+        if m.status == 200
+        for vol, sid in m.snapshots
         for iid in planned
-        if m.params["VolumeId"] in volumes[iid]
+        if vol in volumes[iid]
     }
     assert set(snapshot_of) == set(witness)
     terminations = [
