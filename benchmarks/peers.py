@@ -95,9 +95,16 @@ def c7n_plan(box: Sandbox, org: Org, exe: Path, work: Path) -> tuple[Run, set[st
     policy = box.home / "policy.yml"
     policy.write_text(POLICY)
     output = box.home / "c7n-out"
+    # No resource cache: by default c7n-org keeps what it described in ~/.cache/c7n-org
+    # for 15 minutes, so a run within 15 minutes of another benchmark run read the
+    # other sandbox's instances, and failed on the targets it did (their ids no longer
+    # exist). awsops keeps no such cache either.
+    cache = box.home / "c7n-cache"
+    cache.mkdir(exist_ok=True)
     env = {**box.env, "AWS_ENDPOINT_URL": box.endpoint}
     cmd = [str(exe), "run", "-c", str(targets_file(box, org, "c7n")), "-s", str(output),
-           "-u", str(policy), "--dryrun"]  # fmt: skip
+           "-u", str(policy), "--dryrun", "--cache-period", "0",
+           "--cache-path", str(cache)]  # fmt: skip
     run = measure(cmd, env, cwd=work)
     (work / "c7n-org.log").write_text(run.stderr)  # the whole log, to see why a target failed
     chosen: set[str] = set()

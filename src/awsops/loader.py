@@ -9,12 +9,15 @@ session awsops builds comes from :func:`new_botocore_session`, which hands it
 only the parsed, read-only model data is shared.
 
 botocore also builds a new client class for every client (one method and docstring
-object per operation: 1.3 MB and 15 ms for EC2). The class depends only on the service
-model and on the session's ``creating-client-class`` handlers, which are the same for
-every session built here, so clients made from sessions that use the shared loader
-reuse one class per (service, API version); clients of any other session are built as
-botocore always does. (botocore has no hook for this: :func:`shared_loader` installs a
-subclass of ``botocore.client.ClientCreator`` that only differs for those sessions.)
+object per operation: 1.3 MB and 15 ms for EC2), and a new service model object, whose
+shapes are resolved again, lazily, by the first calls of each client. The class depends
+only on the service model and on the session's ``creating-client-class`` handlers, which
+are the same for every session built here, and the model is read-only once built, so
+clients made from sessions that use the shared loader reuse one class and one model per
+(service, API version); clients of any other session are built as botocore always does.
+(botocore has no hook for this: :func:`shared_loader` installs a subclass of
+``botocore.client.ClientCreator`` that only differs for those sessions.) Those sessions
+also use the event emitters of :mod:`awsops.botoevents`.
 
 The shared loader is thread-safe: loads run under one lock, so a model is parsed once
 even when many threads ask for it at the same moment. It counts the files it parsed
@@ -32,6 +35,8 @@ from typing import Any
 import botocore.client
 import botocore.session
 from botocore.loaders import JSONFileLoader, Loader
+
+from awsops.botoevents import Aliaser, Emitter
 
 __all__ = ["SharedLoader", "new_botocore_session", "shared_loader"]
 
@@ -69,6 +74,7 @@ class SharedLoader(Loader):  # type: ignore[misc]
         self._search_paths = _UniquePaths(paths)
         self._lock = threading.RLock()
         self._classes: dict[tuple[str, str], type] = {}
+        self._models: dict[tuple[str, str], Any] = {}
         self._classes_lock = threading.Lock()
         self.classes_built: Counter[str] = Counter()
 
@@ -80,6 +86,19 @@ class SharedLoader(Loader):  # type: ignore[misc]
     def load_service_model(self, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return super().load_service_model(*args, **kwargs)
+
+    def service_model(self, service_name: str, api_version: str | None, build: Any) -> Any:
+        """The service model for (service, API version): ``build()`` the first time.
+        One model object serves every client, so the shapes it resolves lazily (what
+        serializing, validating and parsing walk) are resolved once per process."""
+        key = (service_name, api_version or "")
+        with self._classes_lock:
+            model = self._models.get(key)
+        if model is None:
+            built = build()
+            with self._classes_lock:
+                model = self._models.setdefault(key, built)
+        return model
 
     def client_class(self, service_name: str, api_version: str, build: Any) -> type:
         """The client class for (service, API version): ``build()`` the first time."""
@@ -102,7 +121,18 @@ _BaseCreator: Any = botocore.client.ClientCreator
 
 
 class _ClientCreator(_BaseCreator):  # type: ignore[misc,valid-type]
-    """botocore's ClientCreator, reusing client classes for shared-loader sessions."""
+    """botocore's ClientCreator, reusing client classes and service models for
+    shared-loader sessions."""
+
+    def _load_service_model(self, service_name: str, api_version: str | None = None) -> Any:
+        loader = getattr(self, "_loader", None)
+        if not isinstance(loader, SharedLoader):
+            return super()._load_service_model(service_name, api_version)
+        return loader.service_model(
+            service_name,
+            api_version,
+            lambda: super(_ClientCreator, self)._load_service_model(service_name, api_version),
+        )
 
     def _create_client_class(self, service_name: str, service_model: Any) -> Any:
         build = super()._create_client_class
@@ -140,7 +170,13 @@ def shared_loader() -> SharedLoader:
 
 def new_botocore_session(profile: str | None = None) -> botocore.session.Session:
     """A new botocore session (its own credentials, config and events) that loads its
-    models through :func:`shared_loader`."""
-    session = botocore.session.Session(profile=profile)
+    models through :func:`shared_loader`, with the event emitters of
+    :mod:`awsops.botoevents` (copied fast into each client)."""
+    emitter = Emitter()
+    session = botocore.session.Session(profile=profile, event_hooks=emitter)
+    # botocore wraps the emitter in its own EventAliaser; ours shares the alias cache.
+    events = Aliaser(emitter)
+    session._events = events  # type: ignore[attr-defined]
+    session.register_component("event_emitter", events)
     session.register_component("data_loader", shared_loader())
     return session

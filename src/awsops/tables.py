@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -67,6 +68,15 @@ def render_table(
     """Print ``rows`` under ``columns`` within ``console.width`` (see the module doc)."""
     texts = [[_text(v) for v in row] for row in rows]
     by_name = {c.name: i for i, c in enumerate(columns)}
+    natural = {
+        c.name: max([1, cell_len(c.name), *(cell_len(r[i]) for r in texts)])
+        for i, c in enumerate(columns)
+    }
+    if _fits(columns, natural, console.width):
+        # Every value fits on one line: the widths rich would measure, given outright
+        # (measuring every cell again costs a third of rendering a long table).
+        console.print(_table(columns, texts, title, natural, exact=True))
+        return
     widths = {c.name: _min_width(c, [r[by_name[c.name]] for r in texts] or [""]) for c in columns}
     visible = list(columns)
     droppable = sorted((c for c in columns if c.drop), key=lambda c: c.drop)
@@ -75,22 +85,37 @@ def render_table(
     if not _fits(visible, widths, console.width):
         _render_blocks(console, columns, texts, title)
         return
-    table = Table(title=title, header_style="bold", title_justify="left")
-    for c in visible:
-        table.add_column(
-            c.name,
-            no_wrap=c.key,
-            min_width=widths[c.name],
-            overflow="ellipsis" if c.key else "fold",
-        )
-    for row in texts:
-        table.add_row(*(Text(row[by_name[c.name]]) for c in visible))
-    console.print(table)
+    shown = [by_name[c.name] for c in visible]
+    console.print(_table(visible, [[r[i] for i in shown] for r in texts], title, widths))
     hidden = [c.name for c in columns if c not in visible]
     if hidden:
         console.print(
             Text(f"(left out to fit {console.width} columns: {', '.join(hidden)})", style="dim")
         )
+
+
+def _table(
+    columns: Sequence[Column],
+    texts: Sequence[Sequence[str]],
+    title: str | None,
+    widths: Mapping[str, int],
+    exact: bool = False,
+) -> Table:
+    """The rich table of ``texts`` (one value per column): each column at least its
+    width, free text wrapping; or, ``exact``, each column exactly its width, unwrapped
+    (for values that all fit)."""
+    table = Table(title=title, header_style="bold", title_justify="left")
+    for c in columns:
+        table.add_column(
+            c.name,
+            no_wrap=c.key or exact,
+            min_width=None if exact else widths[c.name],
+            width=widths[c.name] if exact else None,
+            overflow="ellipsis" if c.key else "fold",
+        )
+    for row in texts:
+        table.add_row(*(Text(v) for v in row))
+    return table
 
 
 def _render_blocks(

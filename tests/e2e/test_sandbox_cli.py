@@ -275,15 +275,16 @@ def test_apply_terminates_only_after_backups_complete_judged_by_the_server(
     )
     assert all(w["final_at"] - w["created_at"] == pytest.approx(delay) for w in witness.values())
     ledger = proxy_home.stats.mutation_list()
-    snapshot_of = {  # snapshot id -> instance, from the CreateSnapshot(s) calls
+    creates = [m for m in ledger if m.action.startswith("ec2:CreateSnapshot") and not m.dry_run]
+    # every volume is deleted with its instance: one CreateSnapshots per instance
+    assert sorted(m.params["InstanceSpecification.InstanceId"] for m in creates) == sorted(planned)
+    snapshot_of = {  # snapshot id -> instance, from the CreateSnapshots calls
         sid: iid
-        for m in ledger
-        if m.action in ("ec2:CreateSnapshot", "ec2:CreateSnapshots") and m.status == 200
+        for m in creates
+        if m.status == 200
+        for vol, sid in m.snapshots
         for iid in planned
-        if m.params.get("VolumeId") in volumes[iid]
-        or m.params.get("InstanceSpecification.InstanceId") == iid
-        for sid in m.created
-        if sid.startswith("snap-")
+        if vol in volumes[iid]
     }
     assert set(snapshot_of) == set(witness)
     terminations = [

@@ -93,7 +93,7 @@ def test_5xx_on_create_snapshot_is_sent_again_after_looking(
         if info.action in probes and status == 412:
             probed.add(info.action)
             if probed == probes:
-                proxied.proxy.set_spec("error5xx=0.4,only=CreateSnapshot+CreateSnapshots,seed=3")
+                proxied.proxy.set_spec("error5xx=0.4,only=CreateSnapshot+CreateSnapshots,seed=9")
 
     proxied.proxy.taps += [count_lookups, faults_after_the_probes]
     apply_fleet_plan(plan, capsys)

@@ -6,8 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from rich.cells import cell_len
 from rich.console import Console
 
 from awsops.decommission.model import (
@@ -29,7 +33,8 @@ from awsops.decommission.render import (
 )
 from awsops.decommission.review import review
 from awsops.output import RecordWriter
-from awsops.tables import Column, render_table
+from awsops.tables import Column, _table, render_table
+from awsops.text import printable
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 1, tzinfo=UTC)
@@ -196,3 +201,41 @@ def test_columns_drop_in_order_then_blocks() -> None:
     render_table(console, cols, rows, title="t")
     lines = buf.getvalue().splitlines()
     assert any(re.fullmatch(r"\s*instance: " + _id("i", 1), ln) for ln in lines), lines
+
+
+_WORDS = st.text(alphabet=st.sampled_from([*"abcxyz-0129 ", "é", "漢", "字", "ﾊ"]), max_size=24)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    names=st.lists(st.text(alphabet="abc _", max_size=10), min_size=1, max_size=5),
+    rows=st.lists(st.lists(_WORDS, min_size=5, max_size=5), max_size=6),
+    title=st.one_of(st.none(), st.text(alphabet="abc ", max_size=30)),
+    width=st.sampled_from([60, 120, 200]),
+)
+def test_a_table_that_fits_is_drawn_as_rich_would_measure_it(
+    names: list[str], rows: list[list[str]], title: str | None, width: int
+) -> None:
+    """When every value fits on one line, the columns get their natural widths given
+    outright (rich does not measure every cell again): the drawing must be the one rich
+    makes when it measures them itself."""
+    columns = [Column(n, key=i == 0) for i, n in enumerate(names)]
+    texts = [[printable(v) for v in row[: len(columns)]] for row in rows]
+    natural = {
+        c.name: max([1, cell_len(c.name), *(cell_len(r[i]) for r in texts)])
+        for i, c in enumerate(columns)
+    }
+    assume(len({c.name for c in columns}) == len(columns))
+    assume(sum(w + 3 for w in natural.values()) + 1 <= width)
+    minimum = {c.name: 1 for c in columns}
+
+    def draw(table: Any) -> str:
+        out = io.StringIO()
+        Console(file=out, width=width).print(table)
+        return out.getvalue()
+
+    fast = draw(_table(columns, texts, title, natural, exact=True))
+    assert fast == draw(_table(columns, texts, title, minimum))
+    out = io.StringIO()
+    render_table(Console(file=out, width=width), columns, texts, title)
+    assert out.getvalue() == fast

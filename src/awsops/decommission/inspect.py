@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from awsops import ec2ops
@@ -111,11 +112,18 @@ def volume_details(ec2: Any, region: str, volume_ids: Iterable[str]) -> dict[str
 def enrich(
     ec2: Any, autoscaling: Any, region: str, candidates: Sequence[InstanceFacts]
 ) -> list[InstanceFacts]:
-    """Add termination protection, ASG membership and volume sizes to candidates."""
+    """Add termination protection, ASG membership and volume sizes to candidates.
+
+    The three look-ups are independent, so Auto Scaling membership and volume sizes (a
+    few batched calls each) are read on their own threads while termination protection
+    (one call per instance, paced by the rate limiter) is read on this one."""
     ids = [f.instance_id for f in candidates]
-    protected = set(ec2ops.protected_instances(ec2, ids))
-    asg = asg_membership(autoscaling, region, ids)
-    vols = volume_details(ec2, region, (v.volume_id for f in candidates for v in f.volumes))
+    volume_ids = [v.volume_id for f in candidates for v in f.volumes]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="awsops-lookup") as pool:
+        asg_future = pool.submit(asg_membership, autoscaling, region, ids)
+        vols_future = pool.submit(volume_details, ec2, region, volume_ids)
+        protected = set(ec2ops.protected_instances(ec2, ids))
+        asg, vols = asg_future.result(), vols_future.result()
     out = []
     for f in candidates:
         volumes = tuple(
