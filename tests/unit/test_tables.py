@@ -33,7 +33,7 @@ from awsops.decommission.render import (
 )
 from awsops.decommission.review import review
 from awsops.output import RecordWriter
-from awsops.tables import Column, _table, render_table
+from awsops.tables import Column, _drawn, _table, render_table
 from awsops.text import printable
 
 UTC = dt.timezone.utc
@@ -238,4 +238,32 @@ def test_a_table_that_fits_is_drawn_as_rich_would_measure_it(
     assert fast == draw(_table(columns, texts, title, minimum))
     out = io.StringIO()
     render_table(Console(file=out, width=width), columns, texts, title)
-    assert out.getvalue() == fast
+    assert out.getvalue() == fast  # drawn without rich's Table where the title allows
+    drawn = _drawn(Console(file=io.StringIO(), width=width), columns, texts, title, natural)
+    table_width = sum(w + 3 for w in natural.values()) + 1
+    if title is None or (title == title.strip() != "" and len(title) <= table_width):
+        assert drawn is not None  # the fast drawing was the one compared above
+
+
+def test_the_drawn_table_keeps_rich_styles_and_leaves_ascii_consoles_to_rich() -> None:
+    """On a colour terminal the directly drawn table shows the header bold and the title
+    in the theme's title style, as rich does; a console that can only write ASCII gets
+    rich's own table, whose box rich replaces with ASCII characters."""
+    cols = [Column("instance", key=True), Column("name")]
+    rows = [[_id("i", 1), "web 1"]]
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+
+    def draw(console: Console, table: Any) -> None:
+        console.print(table)
+
+    mine, theirs = io.StringIO(), io.StringIO()
+    render_table(Console(file=mine, width=80, force_terminal=True), cols, rows, title="kept")
+    natural = {"instance": 19, "name": 5}
+    draw(Console(file=theirs, width=80, force_terminal=True), _table(cols, rows, "kept", natural))
+    assert ansi.sub("", mine.getvalue()) == ansi.sub("", theirs.getvalue())
+    assert "\x1b[1m instance" in mine.getvalue() and "\x1b[3mkept" in mine.getvalue()
+    raw = io.BytesIO()
+    ascii_out = io.TextIOWrapper(raw, encoding="ascii")
+    render_table(Console(file=ascii_out, width=80), cols, rows, title="kept")
+    ascii_out.flush()
+    assert raw.getvalue().decode("ascii").splitlines()[1].startswith("+")
