@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", default="10x6x3", help="accounts x regions x instances")
     ap.add_argument("--big", default="100x6x3", help="same regions and instances, more accounts")
     ap.add_argument("--faults", default="latency=60ms,bucket=ec2", help="fault proxy spec")
-    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--concurrency", type=int, default=16, help="awsops --concurrency")
     args = ap.parse_args(argv)
     small, big = parse_org(args.small), parse_org(args.big)
     if (big.regions, big.per_target) != (

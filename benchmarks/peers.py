@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -55,6 +56,8 @@ policies:
       - not: [{type: termination-protected}]
 """
 PACKAGES = ("c7n", "c7n-org")
+# c7n-org runs its targets on this many worker processes (its default: 4 per CPU)
+C7N_WORKERS = int(os.environ.get("C7N_ORG_PARALLEL", 4 * (os.cpu_count() or 1)))
 
 
 def c7n_org(work: Path) -> Path:
@@ -78,11 +81,13 @@ def versions(work: Path) -> str:
     return f"c7n {c7n}, c7n-org {org} (boto3 {boto3})"
 
 
-def awsops_plan(box: Sandbox, org: Org, concurrency: int) -> tuple[Run, set[str]]:
+def awsops_plan(box: Sandbox, org: Org, concurrency: int | None) -> tuple[Run, set[str]]:
+    """``awsops decommission plan`` with ``--concurrency`` (None: its default)."""
     out = box.home / "plan.json"
     cmd = [sys.executable, "-m", "awsops", "decommission", "plan", "--sandbox",
-           "--targets", str(targets_file(box, org)), "--older-than", "30d", "-o", str(out),
-           "--concurrency", str(concurrency)]  # fmt: skip
+           "--targets", str(targets_file(box, org)), "--older-than", "30d", "-o", str(out)]  # fmt: skip
+    if concurrency is not None:
+        cmd += ["--concurrency", str(concurrency)]
     run = measure(cmd, box.env)
     chosen: set[str] = set()
     if out.exists():
@@ -117,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="4x3x300", help="accounts x regions x instances")
     ap.add_argument("--faults", default="latency=60ms,bucket=ec2", help="fault proxy spec")
-    ap.add_argument("--concurrency", type=int, default=8, help="awsops --concurrency")
+    ap.add_argument(
+        "--concurrency", type=int, default=None, help="awsops --concurrency (default: its own)"
+    )
     ap.add_argument(
         "--busy-scale",
         type=float,
@@ -144,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for name, fn in (
             ("awsops plan", lambda: awsops_plan(box, org, args.concurrency)),
+            (f"awsops, {C7N_WORKERS} at once", lambda: awsops_plan(box, org, C7N_WORKERS)),
             ("c7n-org run --dryrun", lambda: c7n_plan(box, org, exe, args.work_dir)),
         ):
             box.reset_proxy()
@@ -164,25 +172,28 @@ def main(argv: list[str] | None = None) -> int:
             f"{calls(stats, 'ec2:DescribeInstanceAttribute'):25} {ec2_calls(stats):9} "
             f"{len(chosen):6}"
         )
-    (_, ours, our_ids, our_stats), (_, theirs, their_ids, their_stats) = rows
-    same = our_ids == their_ids and len(our_ids) == terminate
-    ratio = ours.seconds / theirs.seconds
-    print(
-        f"\nawsops / c7n-org: wall {ratio:.2f}x, CPU {ours.cpu / theirs.cpu:.2f}x, peak RSS "
-        f"{ours.peak_mb / theirs.peak_mb:.2f}x; DescribeInstanceAttribute "
-        f"{calls(our_stats, 'ec2:DescribeInstanceAttribute')} vs "
-        f"{calls(their_stats, 'ec2:DescribeInstanceAttribute')}; same decision: {same}"
-        + (
-            ""
-            if same
-            else f" (only awsops: {len(our_ids - their_ids)}, only c7n-org: "
-            f"{len(their_ids - our_ids)})"
+    _, theirs, their_ids, their_stats = rows[-1]
+    print()
+    alike = True
+    for name, ours, our_ids, our_stats in rows[:-1]:
+        same = our_ids == their_ids and len(our_ids) == terminate
+        alike = alike and same and ours.status == 0
+        print(
+            f"{name} / c7n-org: wall {ours.seconds / theirs.seconds:.2f}x, CPU "
+            f"{ours.cpu / theirs.cpu:.2f}x, peak RSS {ours.peak_mb / theirs.peak_mb:.2f}x; "
+            f"DescribeInstanceAttribute {calls(our_stats, 'ec2:DescribeInstanceAttribute')} vs "
+            f"{calls(their_stats, 'ec2:DescribeInstanceAttribute')}; same decision: {same}"
+            + (
+                ""
+                if same
+                else f" (only awsops: {len(our_ids - their_ids)}, only c7n-org: "
+                f"{len(their_ids - our_ids)})"
+            )
         )
-    )
     for line in busy:
         print(line)
     busy_ok = all("WRONG" not in line for line in busy)
-    return 0 if same and busy_ok and ours.status == 0 and theirs.status == 0 else 1
+    return 0 if alike and busy_ok and theirs.status == 0 else 1
 
 
 def busy_account(box: Sandbox, org: Org, args: argparse.Namespace) -> list[str]:
@@ -194,7 +205,9 @@ def busy_account(box: Sandbox, org: Org, args: argparse.Namespace) -> list[str]:
     terminate, _ = org.expected()
     inventory = [sys.executable, "-m", "awsops", "inventory", "ec2-instances", "--sandbox",
                  "--targets", str(targets_file(box, org)), "--output", "jsonl",
-                 "--concurrency", str(args.concurrency)]  # fmt: skip
+                 ]  # fmt: skip
+    if args.concurrency is not None:
+        inventory += ["--concurrency", str(args.concurrency)]
     for name in ("awsops plan", "awsops inventory"):
         box.reset_proxy()
         if name == "awsops plan":

@@ -34,7 +34,7 @@ from awsops.decommission.render import render_review
 from awsops.decommission.review import review
 from awsops.session import SessionFactory
 
-endpoint, tfile, out, repeat = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+endpoint, tfile, out, repeat, concurrency = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 settings = ClientSettings(endpoint_url=endpoint)
 targets = [t for spec in load_targets_file(tfile) for t in spec.targets()]
 criteria = PlanCriteria(older_than_days=30, protect_tags=("awsops:protect", "DoNotDelete"))
@@ -43,7 +43,7 @@ def command(subset):
     factory = SessionFactory(
         region="us-east-1", settings=settings, static_credentials=("testing", "testing")
     )
-    plan = build_plan(factory, subset, criteria, concurrency=8)
+    plan = build_plan(factory, subset, criteria, concurrency=concurrency)
     write_plan(plan, out)
     render_review(review(plan), Console(file=io.StringIO(), width=200))
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="10x6x3", help="accounts x regions x instances")
     ap.add_argument("--rounds", type=int, default=3, help="alternations of the two")
     ap.add_argument("--repeat", type=int, default=3, help="runs per process")
+    ap.add_argument("--concurrency", type=int, default=16, help="targets at once")
     args = ap.parse_args(argv)
     org = parse_org(args.size)
     with tempfile.TemporaryDirectory(prefix="awsops-base-") as tmp, sandbox("bucket=ec2") as box:
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 if path:
                     env["PYTHONPATH"] = path
                 cmd = [sys.executable, "-c", CHILD, box.endpoint, tfile,
-                       str(box.home / "plan.json"), str(args.repeat)]  # fmt: skip
+                       str(box.home / "plan.json"), str(args.repeat), str(args.concurrency)]  # fmt: skip
                 run = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
                 if run.returncode:
                     print(run.stderr[-2000:])

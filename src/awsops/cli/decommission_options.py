@@ -16,6 +16,7 @@ from awsops.decommission.model import EndpointKind, PlanCriteria, PlanEndpoint, 
 from awsops.decommission.outcomes import ApplyOptions, BackupMode
 from awsops.decommission.planfile import peek_plan_id
 from awsops.errors import UsageError
+from awsops.fanout import DEFAULT_CONCURRENCY
 from awsops.home import check_writable_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -256,7 +257,9 @@ PLAN_OPTIONS = [
         is_flag=True,
         help="Look up unknown stop times in CloudTrail (slow: 2 calls/s per region).",
     ),
-    click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True),
+    click.option(
+        "--concurrency", type=click.IntRange(1, 64), default=DEFAULT_CONCURRENCY, show_default=True
+    ),
     ALLOW_SHORT,
 ]
 
