@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,11 +212,32 @@ class Stubs:
         )
 
 
+class _Deferred:
+    """An executor that runs each call when its result is asked for, on that thread."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        class Later:
+            def result(self) -> Any:
+                return fn(*args)
+
+        return Later()
+
+    def __enter__(self) -> _Deferred:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
 def stubbed_target(monkeypatch: pytest.MonkeyPatch, factory: Factory) -> Iterator[Stubs]:
     """Every client of the target is one of two stubbed ones (whatever the settings
     asked for); nothing may be called that was not stubbed, and everything stubbed must
-    be. Termination protection is looked up one instance at a time (the Stubber answers
-    in order)."""
+    be. The look-ups run in the order the stubs are added (the Stubber answers in
+    order): termination protection one instance at a time, then the work ``enrich``
+    hands to its threads, when it asks for the result."""
     ec2, asg = client("ec2"), client("autoscaling")
     with Stubber(ec2) as ec2_stub, Stubber(asg) as asg_stub:
         made = Stubs(ec2, asg, ec2_stub, asg_stub, factory)
@@ -238,6 +259,7 @@ def stubbed_target(monkeypatch: pytest.MonkeyPatch, factory: Factory) -> Iterato
 
         monkeypatch.setattr(verify, "TargetClients", Clients)
         monkeypatch.setattr(ec2ops, "map_concurrent", lambda fn, items, _n: [fn(i) for i in items])
+        monkeypatch.setattr(inspect, "ThreadPoolExecutor", _Deferred)
         yield made
         ec2_stub.assert_no_pending_responses()
         asg_stub.assert_no_pending_responses()
