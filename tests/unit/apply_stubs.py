@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import StubResponseError
 from botocore.stub import Stubber
 
 from awsops import ec2ops
@@ -96,6 +97,119 @@ def by_ids(*ids: str) -> dict[str, Any]:
     return {"Filters": [{"Name": "instance-id", "Values": list(ids)}], "MaxResults": 1000}
 
 
+def terminating(*ids: str) -> dict[str, Any]:
+    """A TerminateInstances answer listing ``ids`` as shutting down."""
+    return {
+        "TerminatingInstances": [
+            {
+                "InstanceId": i,
+                "CurrentState": {"Code": 32, "Name": "shutting-down"},
+                "PreviousState": {"Code": 80, "Name": "stopped"},
+            }
+            for i in ids
+        ]
+    }
+
+
+def snapshots_of(iid: str, *volume_ids: str) -> dict[str, Any]:
+    """The parameters of the look-up of this plan's snapshots of ``iid``'s volumes."""
+    return {
+        "OwnerIds": ["self"],
+        "Filters": [
+            {"Name": "tag:awsops:plan-id", "Values": [PLAN_ID]},
+            {"Name": "tag:awsops:instance-id", "Values": [iid]},
+            {"Name": "volume-id", "Values": sorted(volume_ids)},
+        ],
+    }
+
+
+def images_of(iid: str) -> dict[str, Any]:
+    """The parameters of the look-up of this plan's images of ``iid``."""
+    return {
+        "Owners": ["self"],
+        "Filters": [
+            {"Name": "tag:awsops:plan-id", "Values": [PLAN_ID]},
+            {"Name": "tag:awsops:instance-id", "Values": [iid]},
+        ],
+    }
+
+
+def backup_tags(iid: str, *extra: tuple[str, str], day: Any = None) -> list[dict[str, Any]]:
+    """The tags of a backup of ``iid`` made on ``day`` (NOW's by default), then ``extra``
+    (key, value) pairs."""
+    return [
+        {"Key": "awsops:plan-id", "Value": PLAN_ID},
+        {"Key": "awsops:instance-id", "Value": iid},
+        {"Key": "awsops:date", "Value": day or NOW.strftime("%Y-%m-%d")},
+        *({"Key": k, "Value": v} for k, v in extra),
+    ]
+
+
+def create_snapshot(iid: str) -> dict[str, Any]:
+    """The CreateSnapshot of the root volume of ``iid`` as :func:`described` has it by
+    default (its data volume outlives it)."""
+    vol = f"vol-{iid[-4:]}root"
+    return {
+        "VolumeId": vol,
+        "Description": f"awsops backup of {vol} (/dev/xvda) of {iid} before decommission, "
+        f"{PLAN_ID}",
+        "TagSpecifications": [
+            {
+                "ResourceType": "snapshot",
+                "Tags": backup_tags(
+                    iid, ("awsops:volume-id", vol), ("Name", f"awsops-backup-{iid}-/dev/xvda")
+                ),
+            }
+        ],
+    }
+
+
+def create_image(iid: str, day: Any = None) -> dict[str, Any]:
+    """The CreateImage of ``iid`` as :func:`described` has it by default: its kept data
+    volume (/dev/sdf) left out."""
+    return {
+        "InstanceId": iid,
+        "Name": f"awsops-{iid}-{PLAN_ID}",
+        "Description": f"awsops backup of {iid} before decommission, {PLAN_ID}",
+        "NoReboot": True,
+        "BlockDeviceMappings": [{"DeviceName": "/dev/sdf", "NoDevice": ""}],
+        "TagSpecifications": [
+            {
+                "ResourceType": "image",
+                "Tags": backup_tags(iid, ("Name", f"awsops-backup-{iid}"), day=day),
+            }
+        ],
+    }
+
+
+class Strict(Stubber):
+    """A Stubber that also fails the test on leaving its block if it refused a call (not
+    stubbed, out of order, other parameters): the code under test may catch that
+    refusal, a BotoCoreError, as it catches any failed call, and carry on."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.refused: list[str] = []
+
+    def _refusing(self, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return check(*args, **kwargs)
+        except StubResponseError as exc:
+            self.refused.append(str(exc))
+            raise
+
+    def _assert_expected_params(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refusing(super()._assert_expected_params, *args, **kwargs)
+
+    def _get_response_handler(self, *args: Any, **kwargs: Any) -> Any:
+        return self._refusing(super()._get_response_handler, *args, **kwargs)
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        if exc[0] is None:
+            assert not self.refused, "calls the Stubber refused: " + "; ".join(self.refused)
+
+
 @functools.cache
 def _session() -> boto3.Session:
     # one session: its loader caches the service models, so each fresh client is cheap
@@ -125,6 +239,35 @@ def executor(plan: Plan, journal: Path, **options: Any) -> Executor:
 
 
 # --- a target reached through stubbed clients ---------------------------------------------
+
+
+class _Later:
+    """A look-up run when its result is asked for, on the asking thread."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn, self.args = fn, args
+
+    def result(self) -> Any:
+        return self.fn(*self.args)
+
+
+class InOrder:
+    """Stands in for the thread pool of ``inspect.enrich``: a Stubber answers one
+    client's calls in the order they come, so the look-ups run one after the other
+    (termination protection, then Auto Scaling, then the volumes), as
+    :meth:`Stubs.enrich` expects them."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __enter__(self) -> InOrder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Later:
+        return _Later(fn, args)
 
 
 SESSION = object()  # what the factory hands out for the target
@@ -212,34 +355,14 @@ class Stubs:
         )
 
 
-class _Deferred:
-    """An executor that runs each call when its result is asked for, on that thread."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        pass
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        class Later:
-            def result(self) -> Any:
-                return fn(*args)
-
-        return Later()
-
-    def __enter__(self) -> _Deferred:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 def stubbed_target(monkeypatch: pytest.MonkeyPatch, factory: Factory) -> Iterator[Stubs]:
     """Every client of the target is one of two stubbed ones (whatever the settings
-    asked for); nothing may be called that was not stubbed, and everything stubbed must
-    be. The look-ups run in the order the stubs are added (the Stubber answers in
-    order): termination protection one instance at a time, then the work ``enrich``
-    hands to its threads, when it asks for the result."""
+    asked for); nothing may be called that was not stubbed (even if the code caught the
+    refusal), and everything stubbed must be. Termination protection is looked up one
+    instance at a time, and the look-ups of ``inspect.enrich`` one after the other (the
+    Stubber answers in order)."""
     ec2, asg = client("ec2"), client("autoscaling")
-    with Stubber(ec2) as ec2_stub, Stubber(asg) as asg_stub:
+    with Strict(ec2) as ec2_stub, Strict(asg) as asg_stub:
         made = Stubs(ec2, asg, ec2_stub, asg_stub, factory)
 
         class Clients:
@@ -258,8 +381,8 @@ def stubbed_target(monkeypatch: pytest.MonkeyPatch, factory: Factory) -> Iterato
                 pass
 
         monkeypatch.setattr(verify, "TargetClients", Clients)
+        monkeypatch.setattr(inspect, "ThreadPoolExecutor", InOrder)
         monkeypatch.setattr(ec2ops, "map_concurrent", lambda fn, items, _n: [fn(i) for i in items])
-        monkeypatch.setattr(inspect, "ThreadPoolExecutor", _Deferred)
         yield made
         ec2_stub.assert_no_pending_responses()
         asg_stub.assert_no_pending_responses()
