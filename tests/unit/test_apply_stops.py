@@ -172,14 +172,15 @@ def test_a_journal_that_fails_at_the_end_of_the_run_is_reported(
     assert [e for e, _ in _journal(tmp_path / "j.jsonl")] == [Event.APPLY_STARTED]
 
 
-def _fail_journal_at(monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+def _fail_journal_at(monkeypatch: pytest.MonkeyPatch, failing: str, once: bool = False) -> None:
     """The journal's disk is full from the time ``failing`` is recorded (a full disk
-    stays full: every later record fails too)."""
+    stays full: every later record fails too), or, ``once``, for that record only (space
+    freed right after)."""
     real = Journal.record
     full_since: list[str] = []
 
     def full_disk(self: Journal, event: str, **data: Any) -> dict[str, Any]:
-        if event != failing and not full_since:
+        if (event != failing and not full_since) or (once and full_since):
             return real(self, event, **data)
         full_since.append(event)
         fd, full = self._fd, os.open("/dev/full", os.O_WRONLY)  # every write: ENOSPC
@@ -234,14 +235,17 @@ def test_a_run_stopped_once_images_were_made_reports_them(
     assert report.cancelled == "SIGTERM" and report.journal == tmp_path / "j.jsonl"
 
 
+@pytest.mark.parametrize("once", [False, True], ids=["stays-full", "freed-after"])
 def test_a_journal_that_fails_mid_run_is_reported_not_a_cancellation(
-    stubs: Stubs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stubs: Stubs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, once: bool
 ) -> None:
     """The disk fills up as the snapshot is about to be asked for: CreateSnapshot is
-    not sent (the Stubber would refuse it), and the instance is reported not reached."""
+    not sent (the Stubber would refuse it), and the instance is reported not reached;
+    the failed write is the run's, not the instance's, so nothing is journaled as the
+    instance's failure even when space comes back at once."""
     plan = _verified(stubs, "snapshots")
     stubs.ec2_stub.add_response("describe_snapshots", {"Snapshots": []}, snapshots_of(A, root(A)))
-    _fail_journal_at(monkeypatch, Event.SNAPSHOT_REQUESTED)
+    _fail_journal_at(monkeypatch, Event.SNAPSHOT_REQUESTED, once=once)
     report, _ = _run(plan, stubs, tmp_path / "j.jsonl", backup="snapshots", max_percent=None)
     assert (
         report.journal_error

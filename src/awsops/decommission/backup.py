@@ -48,7 +48,7 @@ from awsops.decommission.createonce import (
     settle,
     wait_each,
 )
-from awsops.decommission.journal import Event
+from awsops.decommission.journal import Event, JournalError
 from awsops.decommission.model import InstanceFacts, Volume
 from awsops.decommission.outcomes import Outcome, TargetWork
 from awsops.errors import AwsopsError
@@ -158,6 +158,8 @@ class SnapshotBackups:
         except StoppedError as err:
             work.result(facts, Outcome.NOT_DONE, str(err))
             return None
+        except JournalError:
+            raise  # the run stops (ApplyRun.record); the target reports it, not this instance
         except AwsopsError as err:
             fail(run, work, facts, err, f"{what} failed")
             return None
