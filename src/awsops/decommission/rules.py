@@ -126,5 +126,7 @@ def decide(
         return Decision(
             facts, False, SkipReason.TERMINATION_PROTECTION, "DisableApiTermination is true"
         )
-    age = (now - facts.stop_time).total_seconds() / 86400.0 if facts.stop_time else 0.0
+    # eligible_before_attributes skipped an instance whose stop time is unknown
+    assert facts.stop_time is not None
+    age = (now - facts.stop_time).total_seconds() / 86400.0
     return Decision(facts, True, None, f"stopped {age:.1f} days ago ({facts.stop_source})")
