@@ -81,13 +81,6 @@ class ImageBackups:
             )
         )
 
-    def find(self, work: TargetWork, instance_id: str) -> str | None:
-        """This plan's image of the instance (by tag), unless it failed."""
-        for image in self.images(work, instance_id):
-            if image.get("State") not in GONE:
-                return str(image["ImageId"])
-        return None
-
     def back_up(
         self, work: TargetWork, facts: InstanceFacts, root_device: str | None
     ) -> str | None:
