@@ -369,3 +369,39 @@ def test_a_failed_snapshot_adopted_after_a_lost_answer_keeps_the_instance(tmp_pa
         (Event.SNAPSHOT_FAILED, V1, NEW),
         (Event.FAILED, None, None),
     ]
+
+
+def test_a_run_that_stops_between_two_volumes_backs_up_no_more(tmp_path: Path) -> None:
+    """A keeps a third volume (not deleted by termination), so its two deletable ones
+    get a CreateSnapshot each; the run stops once the first is made: the second is not
+    asked for, and A is reported not done (its backup is incomplete), never passed on."""
+    v3 = "vol-0aaa3"
+    inst = described(
+        A, volumes=((V1, DEVICE[V1], True), (V2, DEVICE[V2], True), (v3, "/dev/sdg", False))
+    )
+    plan = plan_of(facts(inst))
+    ex = executor(plan, tmp_path / "journal.jsonl")
+    ec2, once = client("ec2"), client("ec2")
+    tp = plan.targets[0]
+    work = TargetWork(tp, ec2, ec2_once=once, act=list(tp.chosen))
+    create = ex.backups.create
+
+    def create_then_stop(*args: Any) -> str:
+        made = create(*args)
+        ex.run_state.cancel.cancel("SIGTERM")
+        return made
+
+    ex.backups.create = create_then_stop  # type: ignore[method-assign]
+    with Strict(ec2) as lookups, Strict(once) as creates:
+        lookups.add_response("describe_snapshots", _found(), snapshots_of(A, V1, V2))
+        creates.add_response("create_snapshot", {"SnapshotId": NEW}, _create(V1))
+        assert ex.backups.back_up(work, work.act[0]) is None
+        lookups.assert_no_pending_responses()
+        creates.assert_no_pending_responses()
+    assert [(r.instance_id, r.outcome, r.reason) for r in work.results] == [
+        (A, Outcome.NOT_DONE, "stopped before its backup was made")
+    ]
+    assert [e for e, _ in _events(tmp_path)] == [
+        Event.SNAPSHOT_REQUESTED,
+        Event.SNAPSHOT_CREATED,
+    ]
