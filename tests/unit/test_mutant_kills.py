@@ -146,12 +146,6 @@ def test_a_batch_throttled_while_the_run_stops_is_not_resent(tmp_path: Path) -> 
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Terminations._send_batch checks run.stopping only before its backoff sleep: a "
-    "run stopped during the backoff (SIGINT/SIGTERM, which end the sleep at once) still "
-    "resends the whole batch's TerminateInstances",
-)
 def test_a_throttled_batch_is_not_resent_once_the_run_stopped_during_the_backoff(
     tmp_path: Path,
 ) -> None:

@@ -144,7 +144,8 @@ class Terminations:
 
     def _send_batch(self, work: TargetWork, ids: Sequence[str]) -> dict[str, Any]:
         """One TerminateInstances for the batch; a throttle (refused before EC2 acted)
-        is resent after a backoff while the run is not stopping."""
+        is resent after a backoff while the run is not stopping, before the backoff or
+        after it (a signal cuts the backoff short)."""
         run = self.run
         client = work.ec2_once or work.ec2
         attempts = max(MIN_CREATE_ATTEMPTS, run.max_attempts)
@@ -160,7 +161,9 @@ class Terminations:
                 )
                 if not isinstance(err, ThrottledError) or attempt == attempts or run.stopping:
                     raise err from exc
-            run.sleep(run.jitter() * min(0.25 * 2**attempt, 8.0))
+                run.sleep(run.jitter() * min(0.25 * 2**attempt, 8.0))
+                if run.stopping:  # stopped during the backoff: the batch is not sent again
+                    raise err from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send_one(self, work: TargetWork, iid: str) -> str:
