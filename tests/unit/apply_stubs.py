@@ -97,6 +97,33 @@ def by_ids(*ids: str) -> dict[str, Any]:
     return {"Filters": [{"Name": "instance-id", "Values": list(ids)}], "MaxResults": 1000}
 
 
+def kept(iid: str) -> dict[str, Any]:
+    """An instance with nothing to back up (its only volume outlives it)."""
+    return described(iid, volumes=((f"vol-{iid[-4:]}root", "/dev/xvda", False),))
+
+
+STATE_CODES = {"stopped": 80, "shutting-down": 32, "terminated": 48, "running": 16, "pending": 0}
+
+
+def states(**by_id: str | None) -> dict[str, Any]:
+    """A DescribeInstances answer giving each instance only its state (None: an
+    instance described without one)."""
+    return {
+        "Reservations": [
+            {
+                "ReservationId": "r-1",
+                "Instances": [
+                    {
+                        "InstanceId": i,
+                        **({"State": {"Code": STATE_CODES[s], "Name": s}} if s else {}),
+                    }
+                    for i, s in by_id.items()
+                ],
+            }
+        ]
+    }
+
+
 def terminating(*ids: str) -> dict[str, Any]:
     """A TerminateInstances answer listing ``ids`` as shutting down."""
     return {

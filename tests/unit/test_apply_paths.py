@@ -22,6 +22,7 @@ from tests.unit.apply_stubs import (
     described,
     facts,
     images_of,
+    kept,
     plan_of,
     reservations,
     stubbed_target,
@@ -43,14 +44,9 @@ def stubs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubs]:
     yield from stubbed_target(monkeypatch, Factory())
 
 
-def _kept(iid: str) -> dict[str, Any]:
-    """An instance whose volumes all outlive it (nothing to snapshot)."""
-    return described(iid, volumes=((f"vol-{iid[-4:]}root", "/dev/xvda", False),))
-
-
 def _two(stubs: Stubs) -> Any:
     """Verification of A and B (nothing to back up) and the TerminateInstances probe."""
-    insts = [_kept(A), _kept(B)]
+    insts = [kept(A), kept(B)]
     stubs.describe(*insts, ids=[A, B])
     stubs.enrich(*insts)
     _dry_run_ok(stubs.ec2_stub, "terminate_instances", {"InstanceIds": [A], "DryRun": True})
@@ -64,10 +60,10 @@ def test_batches_of_one_each_looked_at_before_they_are_sent(stubs: Stubs, tmp_pa
     stub = stubs.ec2_stub
     stub.add_response(
         "describe_instances",
-        reservations(_kept(A) | {"State": {"Code": 32, "Name": "shutting-down"}}),
+        reservations(kept(A) | {"State": {"Code": 32, "Name": "shutting-down"}}),
         by_ids(A),
     )
-    stub.add_response("describe_instances", reservations(_kept(B)), by_ids(B))
+    stub.add_response("describe_instances", reservations(kept(B)), by_ids(B))
     stub.add_response("terminate_instances", terminating(B), {"InstanceIds": [B]})
     gone = reservations(described(B, "terminated"))
     stub.add_response("describe_instances", gone, {"InstanceIds": [B]})
@@ -85,7 +81,7 @@ def test_every_accepted_batch_is_waited_for(stubs: Stubs, tmp_path: Path) -> Non
     plan = _two(stubs)
     stub = stubs.ec2_stub
     for iid in (A, B):
-        stub.add_response("describe_instances", reservations(_kept(iid)), by_ids(iid))
+        stub.add_response("describe_instances", reservations(kept(iid)), by_ids(iid))
         stub.add_response("terminate_instances", terminating(iid), {"InstanceIds": [iid]})
     gone = reservations(described(A, "terminated"), described(B, "terminated"))
     stub.add_response("describe_instances", gone, {"InstanceIds": [A, B]})
@@ -107,10 +103,10 @@ def test_a_refused_termination_fails_that_instance_and_is_counted(
     is final: it is neither described nor sent again."""
     plan = _two(stubs)
     stub = stubs.ec2_stub
-    stub.add_response("describe_instances", reservations(_kept(A), _kept(B)), by_ids(A, B))
+    stub.add_response("describe_instances", reservations(kept(A), kept(B)), by_ids(A, B))
     refused = ("terminate_instances", "OperationNotPermitted", "protected", 400)
     stub.add_client_error(*refused, expected_params={"InstanceIds": [A, B]})
-    stub.add_response("describe_instances", reservations(_kept(A), _kept(B)), by_ids(A, B))
+    stub.add_response("describe_instances", reservations(kept(A), kept(B)), by_ids(A, B))
     stub.add_response("terminate_instances", terminating(A), {"InstanceIds": [A]})
     stub.add_client_error(*refused, expected_params={"InstanceIds": [B]})
     gone = reservations(described(A, "terminated"))
@@ -165,7 +161,7 @@ def test_a_target_that_could_not_be_verified_is_named_and_left_alone(
 ) -> None:
     """The target planned with an error is not verified at all; the other one could not
     be: nothing is done, and the report says where and why."""
-    plan = plan_of(facts(_kept(A)))
+    plan = plan_of(facts(kept(A)))
     failed_target = dataclasses.replace(plan.targets[0], region="eu-west-1", error="x")
     plan = dataclasses.replace(plan, targets=(plan.targets[0], failed_target))
     stubs.ec2_stub.add_client_error("describe_instances", "InternalError", "oops", 500)
@@ -183,7 +179,7 @@ def test_a_capture_that_cannot_be_read_fails_its_instance_only(
     it); B's can, and uses its root device: the root volume (kept at termination) is not
     left out of the image."""
     insts = [
-        _kept(A),
+        kept(A),
         described(B, volumes=(("vol-b1", "/dev/xvda", False), ("vol-b2", "/dev/sdf", False))),
     ]
     stubs.describe(*insts, ids=[A, B])
@@ -258,7 +254,7 @@ def test_a_capture_that_cannot_be_read_fails_its_instance_only(
 
 
 def test_a_capture_the_journal_holds_is_not_read_again(stubs: Stubs, tmp_path: Path) -> None:
-    plan = plan_of(facts(_kept(A)))
+    plan = plan_of(facts(kept(A)))
     path = tmp_path / "j.jsonl"
     with Journal(path, PLAN_ID) as journal:
         journal.record(
@@ -275,12 +271,12 @@ def test_a_capture_the_journal_holds_is_not_read_again(stubs: Stubs, tmp_path: P
 
 def _no_backup_run(stubs: Stubs, tmp_path: Path) -> None:
     """A, nothing to back up, ``--backup none``: verified, terminated, waited for."""
-    plan = plan_of(facts(_kept(A)))
-    stubs.describe(_kept(A), ids=[A])
-    stubs.enrich(_kept(A))
+    plan = plan_of(facts(kept(A)))
+    stubs.describe(kept(A), ids=[A])
+    stubs.enrich(kept(A))
     stub = stubs.ec2_stub
     _dry_run_ok(stub, "terminate_instances", {"InstanceIds": [A], "DryRun": True})
-    stub.add_response("describe_instances", reservations(_kept(A)), by_ids(A))
+    stub.add_response("describe_instances", reservations(kept(A)), by_ids(A))
     stub.add_response("terminate_instances", terminating(A), {"InstanceIds": [A]})
     gone = reservations(described(A, "terminated"))
     stub.add_response("describe_instances", gone, {"InstanceIds": [A]})
@@ -315,7 +311,7 @@ def test_the_percent_cap_is_checked_on_live_counts_before_confirming(
 def test_a_plan_older_than_apply_accepts_is_refused_before_any_call(
     stubs: Stubs, tmp_path: Path
 ) -> None:
-    plan = plan_of(facts(_kept(A)))
+    plan = plan_of(facts(kept(A)))
     ex = Executor(
         plan,
         stubs.factory,
@@ -333,7 +329,7 @@ def test_a_dry_run_reads_the_journal_and_reports_earlier_terminations(
     path = tmp_path / "j.jsonl"
     with Journal(path, PLAN_ID) as journal:
         journal.record(Event.TERMINATE_REQUESTED, instance_ids=[A])
-    plan = plan_of(facts(_kept(A)))
+    plan = plan_of(facts(kept(A)))
     stubs.describe(described(A, "terminated"), ids=[A])
     report, _ = _run(plan, stubs, path, dry_run=True, backup="none", max_percent=None)
     assert [(r.instance_id, r.outcome, r.reason) for r in report.results] == [

@@ -21,13 +21,14 @@ from tests.unit.apply_stubs import (
     create_snapshot,
     described,
     facts,
+    kept,
     plan_of,
     reservations,
     snapshots_of,
     stubbed_target,
     terminating,
 )
-from tests.unit.test_apply_paths import _kept, _two
+from tests.unit.test_apply_paths import _two
 from tests.unit.test_apply_units import FAST, _dry_run_ok, _journal, _run, _verified
 
 from awsops.decommission.executor import ApplyPreview
@@ -204,7 +205,7 @@ def test_a_throttled_termination_batch_is_sent_again_after_a_backoff(
     full-jitter backoff, with no look in between, and journaled once."""
     plan = _two(stubs)
     stub = stubs.ec2_stub
-    stub.add_response("describe_instances", reservations(_kept(A), _kept(B)), by_ids(A, B))
+    stub.add_response("describe_instances", reservations(kept(A), kept(B)), by_ids(A, B))
     for _ in range(2):
         stub.add_client_error(
             "terminate_instances",
@@ -240,11 +241,11 @@ def test_a_lost_termination_answer_is_looked_at_before_anything_is_sent_again(
     sent alone, once."""
     plan = _two(stubs)
     stub = stubs.ec2_stub
-    stub.add_response("describe_instances", reservations(_kept(A), _kept(B)), by_ids(A, B))
+    stub.add_response("describe_instances", reservations(kept(A), kept(B)), by_ids(A, B))
     stub.add_client_error(
         "terminate_instances", "InternalError", "oops", 500, expected_params={"InstanceIds": [A, B]}
     )
-    shutting = reservations(described(A, "shutting-down"), _kept(B))
+    shutting = reservations(described(A, "shutting-down"), kept(B))
     stub.add_response("describe_instances", shutting, by_ids(A, B))
     stub.add_response("terminate_instances", terminating(B), {"InstanceIds": [B]})
     gone = reservations(described(A, "terminated"), described(B, "terminated"))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
+from tests.unit.apply_stubs import terminating
 from tests.unit.executor_stubs import (
     ACCOUNT,
     A,
@@ -40,20 +41,6 @@ from awsops.decommission.model import (
 from awsops.decommission.verify import check_blast_radius, check_permissions
 from awsops.errors import OperationNotPermittedError, SafetyError
 from awsops.paginate import CallCounter
-
-
-def _terminating(*ids: str) -> dict[str, Any]:
-    return {
-        "TerminatingInstances": [
-            {
-                "InstanceId": i,
-                "CurrentState": {"Code": 32, "Name": "shutting-down"},
-                "PreviousState": {"Code": 80, "Name": "stopped"},
-            }
-            for i in ids
-        ]
-    }
-
 
 _CODES = {"stopped": 80, "shutting-down": 32, "terminated": 48, "running": 16}
 
@@ -105,9 +92,9 @@ def test_refused_batch_is_described_then_retried_one_by_one_aws_behaviour() -> N
             _described(**{A: "stopped", B: "stopped", C: "stopped"}),
             _describe_params(A, B, C),
         )
-        stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
+        stub.add_response("terminate_instances", terminating(A), {"InstanceIds": [A]})
         _not_permitted(stub, B)  # refused: nothing to look for, no describe
-        stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
+        stub.add_response("terminate_instances", terminating(C), {"InstanceIds": [C]})
         accepted, failed = ex.terminations.terminate(work, [A, B, C])
         stub.assert_no_pending_responses()
     assert accepted == [A, C]
@@ -139,9 +126,9 @@ def test_refused_batch_is_journaled_intent_then_outcome(tmp_path: Path) -> None:
                 _described(**{A: "stopped", B: "stopped", C: "stopped"}),
                 _describe_params(A, B, C),
             )
-            stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
+            stub.add_response("terminate_instances", terminating(A), {"InstanceIds": [A]})
             _not_permitted(stub, B)  # refused: nothing to look for, no describe
-            stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
+            stub.add_response("terminate_instances", terminating(C), {"InstanceIds": [C]})
             ex.terminations.terminate(_work(plan, ec2), [A, B, C])
             stub.assert_no_pending_responses()
     finally:
@@ -182,9 +169,9 @@ def test_execute_reports_the_protected_instance_failed_and_the_others_terminated
             _described(**{A: "stopped", B: "stopped", C: "stopped"}),
             _describe_params(A, B, C),
         )
-        stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
+        stub.add_response("terminate_instances", terminating(A), {"InstanceIds": [A]})
         _not_permitted(stub, B)  # refused: nothing to look for, no describe
-        stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
+        stub.add_response("terminate_instances", terminating(C), {"InstanceIds": [C]})
         # the waiter, then the final look
         stub.add_response(
             "describe_instances",
@@ -223,7 +210,7 @@ def test_partially_applied_batch_is_accepted_without_a_second_call() -> None:
         )
         # no TerminateInstances for A: the next expected call names B alone
         _not_permitted(stub, B)  # refused: nothing to look for, no describe
-        stub.add_response("terminate_instances", _terminating(C), {"InstanceIds": [C]})
+        stub.add_response("terminate_instances", terminating(C), {"InstanceIds": [C]})
         accepted, failed = ex.terminations.terminate(work, [A, B, C])
         stub.assert_no_pending_responses()
     assert sorted(accepted) == [A, C]
@@ -305,7 +292,7 @@ def test_batch_that_succeeds_is_one_call() -> None:
     ec2 = _ec2()
     ex = _executor(plan)
     with Stubber(ec2) as stub:
-        stub.add_response("terminate_instances", _terminating(A, B, C), {"InstanceIds": [A, B, C]})
+        stub.add_response("terminate_instances", terminating(A, B, C), {"InstanceIds": [A, B, C]})
         accepted, failed = ex.terminations.terminate(_work(plan, ec2), [A, B, C])
         stub.assert_no_pending_responses()
     assert accepted == [A, B, C] and failed == {}
@@ -396,7 +383,7 @@ def test_check_permissions_refuses_a_dry_run_that_was_not_dry() -> None:
     ec2 = _ec2()
     with Stubber(ec2) as stub:
         stub.add_response(
-            "terminate_instances", _terminating(A), {"InstanceIds": [A], "DryRun": True}
+            "terminate_instances", terminating(A), {"InstanceIds": [A], "DryRun": True}
         )
         with pytest.raises(SafetyError, match="did not answer DryRunOperation"):
             check_permissions(_work(plan, ec2))

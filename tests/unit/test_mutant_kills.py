@@ -26,14 +26,14 @@ from tests.unit.apply_stubs import (
     executor,
     facts,
     images_of,
+    kept,
     plan_of,
-    reservations,
     snapshots_of,
+    states,
     stubbed_target,
     terminating,
 )
 from tests.unit.test_apply_units import _journal, _run, _verified
-from tests.unit.test_terminate_units import _kept
 
 from awsops.decommission.backup import by_volume
 from awsops.decommission.executor import Executor, Outcome, TargetWork
@@ -66,10 +66,6 @@ def _case(
     ec2, once = client("ec2"), client("ec2")
     tp = plan.targets[0]
     return ex, TargetWork(tp, ec2, ec2_once=once, act=list(tp.chosen)), ec2, once, slept
-
-
-def _states(**states: str) -> dict[str, Any]:
-    return reservations(*(described(i, s) for i, s in states.items()))
 
 
 def _events(ex: Executor) -> list[str]:
@@ -127,14 +123,14 @@ def test_a_batch_throttled_while_the_run_stops_is_not_resent(tmp_path: Path) -> 
     """The run stops while the batch's TerminateInstances is in flight, and EC2 answers
     with a throttle: the batch is not sent again (one TerminateInstances); it is
     described, and both instances are reported not done."""
-    ex, work, ec2, once, slept = _case(tmp_path, _kept(A), _kept(B))
+    ex, work, ec2, once, slept = _case(tmp_path, kept(A), kept(B))
     once.meta.events.register(
         "after-call.ec2.TerminateInstances", lambda **_: ex.run_state.cancel.cancel("SIGINT")
     )
     with Strict(ec2) as looks, Strict(once) as sends:
         _throttle(sends, A, B)
         looks.add_response(
-            "describe_instances", _states(**{A: "stopped", B: "stopped"}), by_ids(A, B)
+            "describe_instances", states(**{A: "stopped", B: "stopped"}), by_ids(A, B)
         )
         assert ex.terminations.terminate(work, [A, B]) == ([], {})
         sends.assert_no_pending_responses()
@@ -152,7 +148,7 @@ def test_a_throttled_batch_is_not_resent_once_the_run_stopped_during_the_backoff
     """The module promises that once the run is stopping no new TerminateInstances is
     sent. The batch is throttled and the run stops during the backoff: the batch must
     not be sent again; it is described, and both instances are reported not done."""
-    ex, work, ec2, once, slept = _case(tmp_path, _kept(A), _kept(B))
+    ex, work, ec2, once, slept = _case(tmp_path, kept(A), kept(B))
 
     def stop(seconds: float) -> None:
         slept.append(seconds)
@@ -162,7 +158,7 @@ def test_a_throttled_batch_is_not_resent_once_the_run_stopped_during_the_backoff
     with Strict(ec2) as looks, Strict(once) as sends:
         _throttle(sends, A, B)
         looks.add_response(
-            "describe_instances", _states(**{A: "stopped", B: "stopped"}), by_ids(A, B)
+            "describe_instances", states(**{A: "stopped", B: "stopped"}), by_ids(A, B)
         )
         assert ex.terminations.terminate(work, [A, B]) == ([], {})
         sends.assert_no_pending_responses()
@@ -179,13 +175,13 @@ def test_a_batch_throttled_every_time_is_sent_the_retry_budget_then_fails(
     """The batch is sent exactly ATTEMPTS times with a capped backoff; then it is
     described (B was terminated meanwhile, by another run) and A, still stopped, is
     sent alone, throttled ATTEMPTS times too, and fails with the throttle."""
-    ex, work, ec2, once, slept = _case(tmp_path, _kept(A), _kept(B))
+    ex, work, ec2, once, slept = _case(tmp_path, kept(A), kept(B))
     assert ex.run_state.max_attempts == ATTEMPTS
     with Strict(ec2) as looks, Strict(once) as sends:
         for _ in range(ATTEMPTS):
             _throttle(sends, A, B)
         looks.add_response(
-            "describe_instances", _states(**{A: "stopped", B: "terminated"}), by_ids(A, B)
+            "describe_instances", states(**{A: "stopped", B: "terminated"}), by_ids(A, B)
         )
         for _ in range(ATTEMPTS):
             _throttle(sends, A)
@@ -209,14 +205,14 @@ def test_a_single_send_whose_answer_does_not_list_the_instance_looks_at_it(
     """After a failed batch A is sent alone; the answer does not list it (no list at all:
     EC2 omits empty ones). A describe decides: still stopped is a failure
     (NotTerminating, never reported as accepted); shutting down is accepted."""
-    ex, work, ec2, once, _ = _case(tmp_path, _kept(A), _kept(B))
+    ex, work, ec2, once, _ = _case(tmp_path, kept(A), kept(B))
     with Strict(ec2) as looks, Strict(once) as sends:
         _lost(sends, A, B)
         looks.add_response(
-            "describe_instances", _states(**{A: "stopped", B: "terminated"}), by_ids(A, B)
+            "describe_instances", states(**{A: "stopped", B: "terminated"}), by_ids(A, B)
         )
         sends.add_response("terminate_instances", answer, {"InstanceIds": [A]})
-        looks.add_response("describe_instances", _states(**{A: now}), by_ids(A))
+        looks.add_response("describe_instances", states(**{A: now}), by_ids(A))
         accepted, failed = ex.terminations.terminate(work, [A, B])
         sends.assert_no_pending_responses()
         looks.assert_no_pending_responses()
@@ -236,15 +232,15 @@ def test_a_lost_single_send_with_the_instance_still_stopped_is_sent_once_more(
     """A batch of one gets a 500 and A is still stopped: it is sent alone; that answer
     is lost too (503), and the three looks that follow still show it stopped, so it is
     sent once more (three TerminateInstances in all) and accepted."""
-    ex, work, ec2, once, slept = _case(tmp_path, _kept(A))
+    ex, work, ec2, once, slept = _case(tmp_path, kept(A))
     with Strict(ec2) as looks, Strict(once) as sends:
         _lost(sends, A)
-        looks.add_response("describe_instances", _states(**{A: "stopped"}), by_ids(A))
+        looks.add_response("describe_instances", states(**{A: "stopped"}), by_ids(A))
         sends.add_client_error(
             "terminate_instances", "Unavailable", "busy", 503, {"InstanceIds": [A]}
         )
         for _ in range(3):
-            looks.add_response("describe_instances", _states(**{A: "stopped"}), by_ids(A))
+            looks.add_response("describe_instances", states(**{A: "stopped"}), by_ids(A))
         sends.add_response("terminate_instances", terminating(A), {"InstanceIds": [A]})
         assert ex.terminations.terminate(work, [A]) == ([A], {})
         sends.assert_no_pending_responses()
@@ -256,10 +252,10 @@ def test_a_lost_single_send_with_the_instance_still_stopped_is_sent_once_more(
 def test_a_batch_of_one_with_a_transient_error_is_sent_alone_once_more(tmp_path: Path) -> None:
     """A 500 may or may not have terminated the one instance: it is described, and still
     stopped it is sent alone once more (two TerminateInstances) and accepted."""
-    ex, work, ec2, once, slept = _case(tmp_path, _kept(A))
+    ex, work, ec2, once, slept = _case(tmp_path, kept(A))
     with Strict(ec2) as looks, Strict(once) as sends:
         _lost(sends, A)
-        looks.add_response("describe_instances", _states(**{A: "stopped"}), by_ids(A))
+        looks.add_response("describe_instances", states(**{A: "stopped"}), by_ids(A))
         sends.add_response("terminate_instances", terminating(A), {"InstanceIds": [A]})
         assert ex.terminations.terminate(work, [A]) == ([A], {})
         sends.assert_no_pending_responses()
@@ -275,7 +271,7 @@ def test_a_batch_of_one_with_a_transient_error_is_sent_alone_once_more(tmp_path:
 def test_a_stop_between_single_resends_reports_the_instance_not_done(tmp_path: Path) -> None:
     """A's single send is lost (500) and the run stops while it is looked for (still
     stopped): it is not sent a third time, and is reported not done with why."""
-    ex, work, ec2, once, slept = _case(tmp_path, _kept(A))
+    ex, work, ec2, once, slept = _case(tmp_path, kept(A))
 
     def sleep(seconds: float) -> None:
         slept.append(seconds)
@@ -285,10 +281,10 @@ def test_a_stop_between_single_resends_reports_the_instance_not_done(tmp_path: P
     ex.run_state.sleep = sleep
     with Strict(ec2) as looks, Strict(once) as sends:
         _lost(sends, A)
-        looks.add_response("describe_instances", _states(**{A: "stopped"}), by_ids(A))
+        looks.add_response("describe_instances", states(**{A: "stopped"}), by_ids(A))
         _lost(sends, A)
         for _ in range(3):
-            looks.add_response("describe_instances", _states(**{A: "stopped"}), by_ids(A))
+            looks.add_response("describe_instances", states(**{A: "stopped"}), by_ids(A))
         assert ex.terminations.terminate(work, [A]) == ([], {})
         sends.assert_no_pending_responses()
         looks.assert_no_pending_responses()

@@ -10,8 +10,17 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from tests.unit.apply_stubs import ACCOUNT, by_ids, client, executor, facts, plan_of
-from tests.unit.test_terminate_units import _kept, _terminating
+from tests.unit.apply_stubs import (
+    ACCOUNT,
+    by_ids,
+    client,
+    executor,
+    facts,
+    kept,
+    plan_of,
+    states,
+    terminating,
+)
 
 from awsops.decommission import terminate
 from awsops.decommission.executor import Executor, Outcome, TargetWork
@@ -19,31 +28,15 @@ from awsops.decommission.journal import Event, read_events
 from awsops.errors import OtherAwsError
 
 A, B, C = "i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2", "i-0ccccccccccccccc3"
-CODES = {"stopped": 80, "shutting-down": 32, "terminated": 48, "running": 16, "pending": 0}
 
 
 def _case(tmp_path: Path, **options: Any) -> tuple[Executor, TargetWork, Any]:
-    plan = plan_of(*(facts(_kept(i)) for i in (A, B, C)))
+    plan = plan_of(*(facts(kept(i)) for i in (A, B, C)))
     options = {"terminate_delay": 0, "terminate_max_attempts": 1, **options}
     ex = executor(plan, tmp_path / "journal.jsonl", **options)
     ec2 = client("ec2")
     tp = plan.targets[0]
     return ex, TargetWork(tp, ec2, act=list(tp.chosen)), ec2
-
-
-def _states(**states: str | None) -> dict[str, Any]:
-    """A DescribeInstances answer; a state of None: an instance described without one."""
-    return {
-        "Reservations": [
-            {
-                "ReservationId": "r-1",
-                "Instances": [
-                    {"InstanceId": i, **({"State": {"Code": CODES[s], "Name": s}} if s else {})}
-                    for i, s in states.items()
-                ],
-            }
-        ]
-    }
 
 
 def _events(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -57,7 +50,7 @@ def _events(tmp_path: Path) -> list[tuple[str, dict[str, Any]]]:
 def test_the_last_look_drops_gone_drifted_and_unreadable_instances(tmp_path: Path) -> None:
     ex, work, ec2 = _case(tmp_path)
     with Stubber(ec2) as stub:
-        stub.add_response("describe_instances", _states(**{B: "running", C: None}), by_ids(A, B, C))
+        stub.add_response("describe_instances", states(**{B: "running", C: None}), by_ids(A, B, C))
         assert ex.terminations.still_stopped(work, [A, B, C]) == []
     assert terminate._state({A: {"State": {"Code": 80}}}, A) == "unknown"
     assert [(r.instance_id, r.outcome, r.reason) for r in work.results] == [
@@ -80,9 +73,9 @@ def test_an_instance_the_answer_does_not_list_is_looked_at(tmp_path: Path) -> No
     """EC2 listed only A: B is terminating after all (accepted), C is not (failed)."""
     ex, work, ec2 = _case(tmp_path)
     with Stubber(ec2) as stub:
-        stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A, B, C]})
+        stub.add_response("terminate_instances", terminating(A), {"InstanceIds": [A, B, C]})
         stub.add_response(
-            "describe_instances", _states(**{B: "shutting-down", C: "stopped"}), by_ids(B, C)
+            "describe_instances", states(**{B: "shutting-down", C: "stopped"}), by_ids(B, C)
         )
         accepted, failed = ex.terminations.terminate(work, [A, B, C])
         stub.assert_no_pending_responses()
@@ -99,7 +92,7 @@ def test_an_instance_the_answer_does_not_list_is_looked_at(tmp_path: Path) -> No
     )
     with Stubber(ec2) as stub:  # an answer with no list at all
         stub.add_response("terminate_instances", {}, {"InstanceIds": [C]})
-        stub.add_response("describe_instances", _states(**{C: "shutting-down"}), by_ids(C))
+        stub.add_response("describe_instances", states(**{C: "shutting-down"}), by_ids(C))
         assert ex.terminations.terminate(work, [C]) == ([C], {})
 
 
@@ -107,7 +100,7 @@ def test_a_refusal_names_the_call_the_region_and_the_account(tmp_path: Path) -> 
     ex, work, ec2 = _case(tmp_path)
     with Stubber(ec2) as stub:
         stub.add_client_error("terminate_instances", "OperationNotPermitted", "no", 400)
-        stub.add_response("describe_instances", _states(**{A: "stopped"}), by_ids(A))
+        stub.add_response("describe_instances", states(**{A: "stopped"}), by_ids(A))
         _, failed = ex.terminations.terminate(work, [A])
     err = failed[A]
     assert (err.operation, err.region, err.account_id) == (
@@ -123,7 +116,7 @@ def test_a_run_that_stops_during_single_retries_sends_no_more(tmp_path: Path) ->
     with Stubber(ec2) as stub:
         stub.add_client_error("terminate_instances", "InternalError", "oops", 500)
         stub.add_response(
-            "describe_instances", _states(**{A: "stopped", B: "stopped"}), by_ids(A, B)
+            "describe_instances", states(**{A: "stopped", B: "stopped"}), by_ids(A, B)
         )
         assert ex.terminations.terminate(work, [A, B]) == ([], {})
         stub.assert_no_pending_responses()
@@ -140,7 +133,7 @@ def test_how_each_wait_ends_is_reported(tmp_path: Path) -> None:
     ex.run_state.state.of(B).terminated = True
     snaps = {A: {"vol-a": "snap-a"}, B: {"vol-b": "snap-b"}, C: {"vol-c": "snap-c"}}
     with Stubber(ec2) as stub:
-        waiting = _states(**{A: "terminated", C: "shutting-down"})
+        waiting = states(**{A: "terminated", C: "shutting-down"})
         stub.add_response("describe_instances", waiting, {"InstanceIds": [A, B, C]})
         stub.add_response("describe_instances", waiting, by_ids(A, B, C))
         ex.terminations.wait_terminated(work, [A, B, C], snaps, {A: "ami-a", B: "ami-b"})
@@ -174,7 +167,7 @@ def test_a_stopped_run_does_not_wait_and_reports_what_was_accepted(tmp_path: Pat
     ex.run_state.cancel.cancel("SIGTERM")
     with Stubber(ec2) as stub:
         stub.add_response(
-            "describe_instances", _states(**{A: "shutting-down", B: "stopped"}), by_ids(A, B)
+            "describe_instances", states(**{A: "shutting-down", B: "stopped"}), by_ids(A, B)
         )
         ex.terminations.wait_terminated(work, [A, B], {A: {"vol-a": "snap-a"}}, {A: "ami-a"})
     assert [r.image for r in work.results] == ["ami-a", None]
@@ -194,18 +187,18 @@ def test_a_wait_that_ends_early_still_looks_and_reports(tmp_path: Path, end: str
     ex, work, ec2 = _case(tmp_path, terminate_max_attempts=2)
     with Stubber(ec2) as stub:
         if end == "failure":  # the instance is pending again: the waiter gives up
-            stub.add_response("describe_instances", _states(**{A: "pending"}), {"InstanceIds": [A]})
+            stub.add_response("describe_instances", states(**{A: "pending"}), {"InstanceIds": [A]})
         elif end == "not-found":
             stub.add_client_error("describe_instances", "InvalidInstanceID.NotFound", "no", 400)
         else:
             stub.add_response(
-                "describe_instances", _states(**{A: "shutting-down"}), {"InstanceIds": [A]}
+                "describe_instances", states(**{A: "shutting-down"}), {"InstanceIds": [A]}
             )
             ec2.meta.events.register(
                 "after-call.ec2.DescribeInstances",
                 lambda **kw: ex.run_state.cancel.cancel("SIGINT"),
             )
-        stub.add_response("describe_instances", _states(**{A: "terminated"}), by_ids(A))
+        stub.add_response("describe_instances", states(**{A: "terminated"}), by_ids(A))
         ex.terminations.wait_terminated(work, [A], {})
         stub.assert_no_pending_responses()
     assert [(r.instance_id, r.outcome) for r in work.results] == [(A, Outcome.TERMINATED)]
@@ -220,7 +213,7 @@ def test_the_wait_uses_the_runs_delay_and_budget_and_stops_with_it(
         terminate, "wait_many", lambda *args, **kw: calls.append({"args": args[1:], **kw})
     )
     with Stubber(ec2) as stub:
-        stub.add_response("describe_instances", _states(**{A: "terminated"}), by_ids(A))
+        stub.add_response("describe_instances", states(**{A: "terminated"}), by_ids(A))
         ex.terminations.wait_terminated(work, [A], {})
     assert calls == [
         {

@@ -6,10 +6,18 @@ is only waited for and reported, never sent again."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from botocore.stub import Stubber
-from tests.unit.apply_stubs import by_ids, client, described, executor, facts, plan_of
+from tests.unit.apply_stubs import (
+    by_ids,
+    client,
+    executor,
+    facts,
+    kept,
+    plan_of,
+    states,
+    terminating,
+)
 
 from awsops.decommission.executor import Outcome, TargetWork
 from awsops.decommission.journal import Event, read_events
@@ -17,45 +25,12 @@ from awsops.decommission.journal import Event, read_events
 A, B, C = "i-0aaaaaaaaaaaaaaa1", "i-0bbbbbbbbbbbbbbb2", "i-0ccccccccccccccc3"
 
 
-def _kept(iid: str) -> dict[str, Any]:
-    """An instance with nothing to back up (its only volume outlives it)."""
-    return described(iid, volumes=((f"vol-{iid[-4:]}root", "/dev/xvda", False),))
-
-
-def _states(**states: str) -> dict[str, Any]:
-    codes = {"stopped": 80, "shutting-down": 32, "terminated": 48}
-    return {
-        "Reservations": [
-            {
-                "ReservationId": "r-1",
-                "Instances": [
-                    {"InstanceId": i, "State": {"Code": codes[s], "Name": s}}
-                    for i, s in states.items()
-                ],
-            }
-        ]
-    }
-
-
-def _terminating(*ids: str) -> dict[str, Any]:
-    return {
-        "TerminatingInstances": [
-            {
-                "InstanceId": i,
-                "CurrentState": {"Code": 32, "Name": "shutting-down"},
-                "PreviousState": {"Code": 80, "Name": "stopped"},
-            }
-            for i in ids
-        ]
-    }
-
-
 def test_an_instance_already_terminating_at_the_last_look_is_not_sent_again(
     tmp_path: Path,
 ) -> None:
     """A and B were verified stopped; by the time their batch is sent, B is shutting
     down (another run of the plan). C was terminated by an earlier run (resumed)."""
-    plan = plan_of(facts(_kept(A)), facts(_kept(B)), facts(_kept(C)))
+    plan = plan_of(facts(kept(A)), facts(kept(B)), facts(kept(C)))
     ex = executor(plan, tmp_path / "journal.jsonl", terminate_delay=0, terminate_max_attempts=2)
     ec2 = client("ec2")
     tp = plan.targets[0]
@@ -63,16 +38,16 @@ def test_an_instance_already_terminating_at_the_last_look_is_not_sent_again(
     work = TargetWork(tp, ec2, act=list(tp.chosen[:2]), resumed=[C])
     with Stubber(ec2) as stub:
         stub.add_response(
-            "describe_instances", _states(**{A: "stopped", B: "shutting-down"}), by_ids(A, B)
+            "describe_instances", states(**{A: "stopped", B: "shutting-down"}), by_ids(A, B)
         )
-        stub.add_response("terminate_instances", _terminating(A), {"InstanceIds": [A]})
+        stub.add_response("terminate_instances", terminating(A), {"InstanceIds": [A]})
         stub.add_response(
             "describe_instances",
-            _states(**{C: "terminated", A: "terminated"}),
+            states(**{C: "terminated", A: "terminated"}),
             {"InstanceIds": [C, A]},
         )
         stub.add_response(
-            "describe_instances", _states(**{C: "terminated", A: "terminated"}), by_ids(C, A)
+            "describe_instances", states(**{C: "terminated", A: "terminated"}), by_ids(C, A)
         )
         ex.execute(work)
         stub.assert_no_pending_responses()
