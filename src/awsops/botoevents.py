@@ -8,9 +8,10 @@ client works out again the aliases of every event it emits. With two clients per
 (account, region) target that was about a third of the CPU a target costs beyond
 parsing. The classes here behave exactly as botocore's and cost less:
 
-- :class:`Emitter` copies its trie with one specialised function (same structure, new
-  handler lists, the handlers themselves shared as botocore shares them) and remembers,
-  per function, that it accepts ``**kwargs``;
+- :class:`Emitter` copies its trie on write: a copy costs nothing until one side
+  registers or unregisters a handler, which then copies the nodes of that event's path
+  only (new handler lists, the handlers themselves shared as botocore shares them); it
+  remembers, per function, that it accepts ``**kwargs``;
 - :class:`Aliaser` shares one process-wide cache of aliased event names between all
   its copies that use botocore's own aliases: the alias of a name depends only on the
   name and the aliases.
@@ -43,32 +44,69 @@ _ALIASES: dict[str, str] = {}
 _ACCEPTS_KWARGS: dict[types.CodeType, bool] = {}
 
 
-def _copy_node(node: Mapping[str, Any]) -> dict[str, Any]:
-    """A trie node and everything under it, as ``_PrefixTrie._recursive_copy`` copies
-    it: new nodes and new handler lists holding the same handlers."""
-    values = node["values"]
-    children = node["children"]
-    return {
-        "chunk": node["chunk"],
-        "values": None
-        if values is None
-        else NodeList(values.first[:], values.middle[:], values.last[:]),
-        "children": {k: _copy_node(v) for k, v in children.items()} if children else {},
-    }
+def _node(chunk: str | None, owner: object) -> dict[str, Any]:
+    return {"chunk": chunk, "values": None, "children": {}, "owner": owner}
 
 
 class _Trie(_PrefixTrie):  # type: ignore[misc,valid-type]
-    """botocore's handler trie, copied in one pass."""
+    """botocore's handler trie, copied on write.
+
+    A copy shares every node with its original; whichever of the two then changes a key
+    first copies the nodes on that key's path only (a node is changed in place only by
+    the trie that owns it, its ``owner`` token). Lookups walk the same nodes and lists
+    as botocore's, which ignores the extra key."""
+
+    def __init__(self) -> None:
+        self._owner = object()
+        self._root = _node(None, self._owner)
+
+    def _own(self, node: dict[str, Any]) -> dict[str, Any]:
+        if node.get("owner") is self._owner:
+            return node
+        values = node["values"]
+        return {
+            "chunk": node["chunk"],
+            "values": None
+            if values is None
+            else NodeList(values.first[:], values.middle[:], values.last[:]),
+            "children": dict(node["children"]),
+            "owner": self._owner,
+        }
+
+    def _own_path(self, parts: list[str], create: bool) -> dict[str, Any]:
+        """The last node of ``parts``' path (or of its existing part, without
+        ``create``), every node on the way owned by this trie."""
+        node = self._root = self._own(self._root)
+        for part in parts:
+            children = node["children"]
+            child = children.get(part)
+            if child is None:
+                if not create:
+                    break
+                child = _node(part, self._owner)
+            node = children[part] = self._own(child)
+        return node
+
+    def append_item(self, key: str, value: Any, section: int = _hooks._MIDDLE) -> None:
+        node = self._own_path(key.split("."), create=True)
+        if node["values"] is None:
+            node["values"] = NodeList([], [], [])
+        node["values"][section].append(value)
+
+    def remove_item(self, key: str, value: Any) -> None:
+        self._own_path(key.split("."), create=False)
+        super().remove_item(key, value)
 
     def __copy__(self) -> _Trie:
-        new = self.__class__()
-        new.__dict__ = {**self.__dict__, "_root": _copy_node(self._root)}
+        new = self.__class__.__new__(self.__class__)
+        new.__dict__ = {**self.__dict__, "_owner": object()}
+        self._owner = object()  # the nodes are shared now: the original copies too
         return new
 
 
 class Emitter(_HierarchicalEmitter):  # type: ignore[misc,valid-type]
-    """botocore's ``HierarchicalEmitter`` with a fast copy and a memory of which handler
-    functions accept ``**kwargs``."""
+    """botocore's ``HierarchicalEmitter`` with a copy-on-write trie and a memory of
+    which handler functions accept ``**kwargs``."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -15,7 +15,9 @@ them together when the target is done.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
+import urllib.request
 import weakref
 from dataclasses import dataclass
 from types import TracebackType
@@ -75,10 +77,21 @@ def build_config(settings: ClientSettings, region: str | None = None) -> Config:
     }
     if region:
         kwargs["region_name"] = region
+    if not _proxies_possible():
+        kwargs["proxies"] = {}  # what botocore would find, without looking
     if settings.endpoint_url:
         # A single local endpoint serves every service: S3 must use path-style URLs.
         kwargs["s3"] = {"addressing_style": "path"}
     return Config(**kwargs)
+
+
+def _proxies_possible() -> bool:
+    """False when no proxy can apply: on systems where proxies come from the
+    environment only, no ``*_proxy`` variable is set. botocore otherwise scans the whole
+    environment twice for every client it builds (about 0.2 ms each)."""
+    if urllib.request.getproxies is not urllib.request.getproxies_environment:
+        return True  # macOS and Windows also read the system's settings
+    return any(name[-6:].lower() == "_proxy" for name in os.environ)
 
 
 def make_client(

@@ -1,6 +1,8 @@
 """awsops' sessions give each client botocore's event machinery at a lower cost: a trie
-copied in one pass, handler checks remembered, event aliases cached once per process,
-one service model per (service, API version). Each must behave as botocore's does."""
+copied on write, botocore's built-in handlers registered once per process, handler
+checks remembered, event aliases cached once per process, one service model per
+(service, API version), no scan of the environment for proxies when none can apply.
+Each must behave as botocore's does."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ from typing import Any
 import botocore.hooks
 import botocore.session
 import pytest
+from botocore.utils import get_environ_proxies
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from awsops.botoevents import Aliaser, Emitter
-from awsops.clients import make_client
+from awsops.clients import build_config, make_client
 from awsops.config import ClientSettings
 from awsops.loader import new_botocore_session
 from awsops.session import SessionFactory
@@ -136,3 +141,97 @@ def test_clients_of_awsops_sessions_share_one_service_model() -> None:
 
     a.meta.events.register("before-send.ec2", hook)
     assert hook not in list(b.meta.events._emitter._handlers.prefix_search("before-send.ec2.X"))
+
+
+def test_a_new_session_starts_with_botocore_s_built_in_handlers() -> None:
+    """The handlers a session gets from the process's copy are those a botocore session
+    registers itself: the same functions under the same names, in the same order."""
+    ours = new_botocore_session().get_component("event_emitter")._emitter
+    plain = botocore.session.Session()._original_handler
+    assert _trie(ours._handlers._root) == _trie(plain._handlers._root)
+
+    def count(node: Any) -> int:
+        values = node["values"]
+        here = 0 if values is None else len(values.first + values.middle + values.last)
+        return here + sum(count(child) for child in node["children"].values())
+
+    assert count(ours._handlers._root) == count(plain._handlers._root) > 100
+    for event in EVENTS:
+        assert _handlers(ours, event) == _handlers(plain, event)
+    # a handler registered on one session is not another's
+    other = new_botocore_session()
+
+    def hook(**kwargs: Any) -> None:
+        return None
+
+    other.register("before-send.ec2", hook)
+    assert hook in _handlers(other.get_component("event_emitter")._emitter, "before-send.ec2.X")
+    assert hook not in _handlers(ours, "before-send.ec2.X")
+    assert hook not in _handlers(new_botocore_session()._original_handler, "before-send.ec2.X")
+
+
+KEYS = ("a", "a.b", "a.b.c", "a.*.c", "a.x", "b", "b.c.d", "*.c")
+SECTIONS = (botocore.hooks._FIRST, botocore.hooks._MIDDLE, botocore.hooks._LAST)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(0, 3), st.sampled_from(KEYS), st.integers(0, 2)),
+        st.tuples(st.just("remove"), st.integers(0, 3), st.sampled_from(KEYS), st.integers(0, 5)),
+        st.tuples(st.just("copy"), st.integers(0, 3), st.integers(0, 3)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPS)
+def test_copy_on_write_tries_behave_as_botocore_s_copied_tries(ops: list[Any]) -> None:
+    """Four tries, changed and copied into one another in any order: every search of
+    every key finds what botocore's own trie (deep-copied) finds, and a failed removal
+    fails alike."""
+    ours = [Emitter()._handlers for _ in range(4)]
+    theirs = [botocore.hooks._PrefixTrie() for _ in range(4)]
+    for op in ops:
+        if op[0] == "add":
+            _, i, key, section = op
+            value = (key, len(ops), id(op))
+            ours[i].append_item(key, value, SECTIONS[section])
+            theirs[i].append_item(key, value, SECTIONS[section])
+        elif op[0] == "remove":
+            _, i, key, nth = op
+            present = [v for v in theirs[i].prefix_search(key) if v[0] == key]
+            value = present[nth % len(present)] if present else ("absent", 0, 0)
+            outcomes = []
+            for trie in (ours[i], theirs[i]):
+                try:
+                    trie.remove_item(key, value)
+                    outcomes.append(None)
+                except (ValueError, AttributeError) as exc:
+                    outcomes.append(type(exc))
+            assert outcomes[0] == outcomes[1]
+        else:
+            _, src, dst = op
+            ours[dst] = copy.copy(ours[src])
+            theirs[dst] = copy.copy(theirs[src])
+        for mine, reference in zip(ours, theirs, strict=True):
+            for key in (*KEYS, "a.b.c.d", "a.q.c", "z"):
+                assert list(mine.prefix_search(key)) == list(reference.prefix_search(key))
+
+
+def test_no_proxy_scan_when_no_proxy_variable_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no proxy variable, clients are told there is none (what botocore would have
+    found); with one, botocore looks as it always does and the client uses it."""
+    for name in list(__import__("os").environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+    url = "https://ec2.us-east-1.amazonaws.com"
+    assert build_config(SETTINGS).proxies == {} == get_environ_proxies(url)
+    monkeypatch.setenv("hTTps_PROXY", "http://proxy.example:3128")
+    assert build_config(SETTINGS).proxies is None
+    factory = SessionFactory(
+        region="us-east-1", settings=ClientSettings(), static_credentials=("a", "b")
+    )
+    client = make_client(factory.base, "ec2", "us-east-1", ClientSettings())
+    proxy = client._endpoint.http_session._proxy_config.proxy_url_for(url)
+    assert proxy == "http://proxy.example:3128"
+    monkeypatch.setenv("NO_PROXY", "amazonaws.com")
+    assert build_config(SETTINGS).proxies is None  # botocore decides the bypass
