@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from awsops.errors import UsageError
@@ -64,8 +65,8 @@ def check_writable_dir(path: Path, what: str) -> None:
     refuse_symlink(path, what)
 
 
-def write_private(path: Path, data: bytes, what: str = "file") -> Path:
-    """Write ``data`` to ``path`` atomically with mode 0600.
+def write_private(path: Path, data: bytes | Iterable[bytes], what: str = "file") -> Path:
+    """Write ``data`` (bytes, or pieces of bytes) to ``path`` atomically with mode 0600.
 
     The bytes go to a new temporary file beside ``path`` (random name, created with
     O_EXCL and O_NOFOLLOW, so nothing placed there in advance is followed or reused),
@@ -81,14 +82,17 @@ def write_private(path: Path, data: bytes, what: str = "file") -> Path:
         raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for piece in (data,) if isinstance(data, bytes) else data:
+                fh.write(piece)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # a failed write, or an interrupt: no temporary file left
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+        raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from awsops.decommission import pricing
+from awsops.decommission import planfile, pricing
 from awsops.decommission.journal import (
     Event,
     Journal,
@@ -171,6 +172,40 @@ def test_plan_file_is_versioned_json_with_checksum(tmp_path: Path) -> None:
         "stop-time-unknown",
         "protection-tag",
     ]
+
+
+def test_a_plan_is_written_in_pieces_as_one_indented_document(tmp_path: Path) -> None:
+    """A plan bigger than one written piece: the file is exactly the indented JSON
+    document, and it loads."""
+    one = make_plan()
+    many = tuple(dataclasses.replace(one.targets[0], account_id=f"{n:012d}") for n in range(400))
+    plan = dataclasses.replace(one, targets=many)
+    path = write_plan(plan, tmp_path / "plan.json")
+    expected = json.dumps(plan_json(plan), indent=2) + "\n"
+    assert len(expected) > 4 * 65536
+    assert path.read_bytes() == expected.encode("utf-8")
+    assert load_plan(path, now=BEFORE_EXPIRY) == plan
+
+
+def test_an_interrupted_write_keeps_the_old_plan_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_plan(make_plan(), tmp_path / "plan.json")
+    before = path.read_bytes()
+    pieces = 0
+
+    def interrupted(doc: Any, size: int = 65536) -> Any:
+        nonlocal pieces
+        yield b'{"kind": '
+        pieces += 1
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(planfile, "_chunks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_plan(make_plan(), path)
+    assert pieces == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+    assert path.read_bytes() == before
 
 
 def test_reformatting_the_file_keeps_it_valid(tmp_path: Path) -> None:

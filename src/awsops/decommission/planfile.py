@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,33 @@ def checksum(body: Mapping[str, Any]) -> str:
 def plan_json(plan: Plan, key: SigningKey | None = None) -> dict[str, Any]:
     """The plan as written to disk: its body, checksum and signature."""
     body = plan.body()
+    raw = canonical(body)  # encoded once for both
     key = key or signing_key()
-    return {**body, "checksum": checksum(body), "signature": key.sign(canonical(body))}
+    return {
+        **body,
+        "checksum": "sha256:" + hashlib.sha256(raw).hexdigest(),
+        "signature": key.sign(raw),
+    }
+
+
+def _chunks(doc: Mapping[str, Any], size: int = 1 << 16) -> Iterator[bytes]:
+    """``json.dumps(doc, indent=2) + "\\n"`` encoded, in pieces of about ``size`` bytes:
+    a plan of many targets is never held whole as text."""
+    parts: list[str] = []
+    held = 0
+    for part in json.JSONEncoder(indent=2).iterencode(doc):
+        parts.append(part)
+        held += len(part)
+        if held >= size:
+            yield "".join(parts).encode("utf-8")
+            parts, held = [], 0
+    parts.append("\n")
+    yield "".join(parts).encode("utf-8")
 
 
 def write_plan(plan: Plan, path: str | Path, key: SigningKey | None = None) -> Path:
     """Write the signed plan atomically, mode 0600, never through a symbolic link."""
-    data = json.dumps(plan_json(plan, key), indent=2) + "\n"
-    return write_private(Path(path), data.encode("utf-8"), "plan")
+    return write_private(Path(path), _chunks(plan_json(plan, key)), "plan")
 
 
 def check_plan_id(plan_id: Any, source: str) -> str:
