@@ -54,6 +54,7 @@ SLOWDOWN_FACTOR = 0.5
 RECOVERY_STEP = 0.002  # of the nominal rate, per answer that was not throttled
 MIN_RATE = 1.0  # requests per second: slowing down never goes below this
 THROTTLE_CODES = frozenset({"RequestLimitExceeded"})
+SWEEP_AT = 1024  # buckets held before idle ones are first dropped
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Any]
@@ -183,6 +184,15 @@ class TokenBucket:
         self.last_cut = now
         return True
 
+    def idle(self, now: float) -> bool:
+        """Full again, at nominal speed, past any cut's cooldown: a new bucket of the
+        same shape would behave exactly as this one."""
+        return (
+            self.factor >= 1.0
+            and now - self.last_cut >= SLOWDOWN_COOLDOWN
+            and self.tokens + max(0.0, now - self.stamp) * self.rate >= self.current_capacity
+        )
+
     def answered(self) -> None:
         """A request got through: win back a little of the nominal rate."""
         if self.factor < 1.0:
@@ -192,7 +202,8 @@ class TokenBucket:
 @dataclass(frozen=True)
 class LimiterStats:
     """What a limiter did: requests it let through, how many had to wait and for how
-    long in all, refusals (``RequestLimitExceeded``) seen and rate cuts made."""
+    long in all, refusals (``RequestLimitExceeded``) seen, rate cuts made and the
+    buckets held now."""
 
     requests: int
     waited: int
@@ -203,13 +214,19 @@ class LimiterStats:
 
 
 class RateLimiter:
-    """Token buckets per (account, region, bucket); thread-safe."""
+    """Token buckets per (account, region, bucket); thread-safe.
+
+    Buckets are made on first use. Once ``sweep_at`` are held, the idle ones (see
+    :meth:`TokenBucket.idle`) are dropped before the next is made, and the threshold
+    becomes twice what is left: memory follows the targets in flight, not every target
+    of an organisation, and a dropped bucket comes back as it was."""
 
     def __init__(
         self,
         share: float = DEFAULT_SHARE,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        sweep_at: int = SWEEP_AT,
     ) -> None:
         if not 0 < share <= MAX_SHARE:
             raise ValueError(f"rate share must be in (0, {MAX_SHARE:g}], got {share!r}")
@@ -218,6 +235,7 @@ class RateLimiter:
         self.sleep = sleep
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str, str], TokenBucket] = {}
+        self._min_sweep = self._sweep_at = max(1, sweep_at)
         self._requests = self._waited = self._throttled = self._slowdowns = 0
         self._wait_seconds = 0.0
 
@@ -225,6 +243,9 @@ class RateLimiter:
         key = (account, region, demand.bucket)
         bucket = self._buckets.get(key)
         if bucket is None:
+            if len(self._buckets) >= self._sweep_at:
+                self._buckets = {k: b for k, b in self._buckets.items() if not b.idle(now)}
+                self._sweep_at = max(self._min_sweep, 2 * len(self._buckets))
             bucket = self._buckets[key] = TokenBucket(demand.shape, self.share, now)
         return bucket
 

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from awsops.ratelimit import (
     MIN_RATE,
@@ -210,3 +212,70 @@ def test_demand_tokens_larger_than_the_burst_still_pass() -> None:
     limiter = RateLimiter(share=0.5, clock=clock, sleep=clock.sleep)
     big = (Demand("X:resources", BucketShape(10, 1), tokens=8.0),)  # burst 5 at 50%
     assert limiter.reserve("a", "r", big) == pytest.approx(6.0)  # 3 short, at 0.5/s
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.integers(0, 40),  # which account
+        st.sampled_from(["reserve", "throttled", "answered"]),
+        st.sampled_from([0.0, 0.01, 0.3, 1.0, 4.0, 30.0]),  # seconds before it
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(STEPS, st.sampled_from([0.02, 0.2, 0.5, 1.0]))
+def test_dropping_idle_buckets_changes_no_wait(
+    steps: list[tuple[int, str, float]], share: float
+) -> None:
+    """A limiter that drops idle buckets whenever it can answers every request exactly as
+    one that keeps them all, refusals and slow-downs included."""
+    clock = FakeClock()
+    sweeping = RateLimiter(share=share, clock=clock, sleep=clock.sleep, sweep_at=1)
+    keeping = RateLimiter(share=share, clock=clock, sleep=clock.sleep, sweep_at=10**9)
+    demands = ec2_demands("TerminateInstances", {"InstanceIds": ["i-1", "i-2", "i-3"]})
+    for n, (account, op, pause) in enumerate(steps):
+        clock.now += pause
+        for limiter in (sweeping, keeping):  # a new account each time makes the sweep run
+            limiter.reserve(f"new-{n}", "r", DESCRIBE)
+        if op == "reserve":
+            assert sweeping.reserve(str(account), "r", demands) == keeping.reserve(
+                str(account), "r", demands
+            )
+        else:
+            for limiter in (sweeping, keeping):
+                limiter.feedback(str(account), "r", demands, op == "throttled")
+    a, b = sweeping.stats(), keeping.stats()
+    assert (a.requests, a.waited, a.throttled, a.slowdowns) == (
+        b.requests,
+        b.waited,
+        b.throttled,
+        b.slowdowns,
+    )
+    assert a.wait_seconds == pytest.approx(b.wait_seconds)
+    assert a.buckets <= b.buckets
+
+
+def test_an_organisation_s_buckets_do_not_pile_up() -> None:
+    """Targets one after another, each using its buckets for a few seconds: the buckets
+    held stay near those of the targets in flight, while a bucket still in debt or slowed
+    down is kept."""
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock, sleep=clock.sleep, sweep_at=8)
+    limiter.feedback("slow", "r", DESCRIBE, throttled=True)
+    for _ in range(200):
+        limiter.reserve("busy", "r", DESCRIBE)  # in debt: 15 s to repay at half rate
+    busy = ("busy", "r", "DescribeInstanceAttribute")
+    for n in range(5000):
+        clock.now += 0.5
+        limiter.acquire(f"acct-{n}", "r", DESCRIBE)
+        assert limiter.stats().buckets <= 2 * 8
+        if n == 200:
+            assert busy not in limiter._buckets  # repaid long ago: dropped
+        if n == 20:
+            assert busy in limiter._buckets  # 10 s later, still in debt
+    assert limiter.stats().requests == 5200
+    assert ("slow", "r", "DescribeInstanceAttribute") in limiter._buckets
+    kept = limiter._buckets[("slow", "r", "DescribeInstanceAttribute")]
+    assert kept.factor < 1.0
