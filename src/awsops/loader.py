@@ -34,6 +34,8 @@ from collections import Counter
 from typing import Any
 
 import botocore.client
+import botocore.handlers
+import botocore.hooks
 import botocore.session
 from botocore.loaders import JSONFileLoader, Loader
 
@@ -184,7 +186,16 @@ def _builtin_events() -> Emitter:
     with _BUILTINS_LOCK:
         if _BUILTINS is None:
             emitter = Emitter()
-            botocore.session.Session(event_hooks=emitter)  # registers the built-ins
+            events = botocore.hooks.EventAliaser(emitter)
+            # As botocore.session.Session registers them (not through a Session: its
+            # initializers would then run twice for each session made from the copy).
+            for spec in botocore.handlers.BUILTIN_HANDLERS:
+                if len(spec) == 2:
+                    events.register(*spec)
+                elif spec[2] is botocore.handlers.REGISTER_FIRST:
+                    events.register_first(spec[0], spec[1])
+                elif spec[2] is botocore.handlers.REGISTER_LAST:
+                    events.register_last(spec[0], spec[1])
             _BUILTINS = emitter
         return _BUILTINS
 

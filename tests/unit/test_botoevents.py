@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import botocore
 import botocore.hooks
 import botocore.session
 import pytest
@@ -167,6 +168,27 @@ def test_a_new_session_starts_with_botocore_s_built_in_handlers() -> None:
     other.register("before-send.ec2", hook)
     assert hook in _handlers(other.get_component("event_emitter")._emitter, "before-send.ec2.X")
     assert hook not in _handlers(ours, "before-send.ec2.X")
+    assert hook not in _handlers(new_botocore_session()._original_handler, "before-send.ec2.X")
+
+
+def test_botocore_initializers_run_once_per_session() -> None:
+    """A handler an initializer registers (botocore's hook for every new session) is
+    there once, as in a botocore session."""
+
+    def hook(**kwargs: Any) -> None:
+        return None
+
+    def initializer(session: Any) -> None:
+        session.register("before-send.ec2", hook)
+
+    botocore.register_initializer(initializer)
+    try:
+        ours = new_botocore_session().get_component("event_emitter")._emitter
+        plain = botocore.session.Session()._original_handler
+    finally:
+        botocore.unregister_initializer(initializer)
+    assert _handlers(ours, "before-send.ec2.X").count(hook) == 1
+    assert _handlers(plain, "before-send.ec2.X").count(hook) == 1
     assert hook not in _handlers(new_botocore_session()._original_handler, "before-send.ec2.X")
 
 
