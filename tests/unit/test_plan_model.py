@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from awsops import home
 from awsops.decommission import planfile, pricing
 from awsops.decommission.journal import (
     Event,
@@ -204,6 +205,28 @@ def test_an_interrupted_write_keeps_the_old_plan_and_leaves_no_temporary_file(
     with pytest.raises(KeyboardInterrupt):
         write_plan(make_plan(), path)
     assert pieces == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+    assert path.read_bytes() == before
+
+
+def test_a_full_disk_while_writing_a_plan_is_one_line_and_keeps_the_old_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_plan(make_plan(), tmp_path / "plan.json")
+    before = path.read_bytes()
+
+    fdopen = os.fdopen
+
+    def full_disk(fd: int, mode: str = "r", *args: Any) -> Any:
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            return fdopen(fd, mode, *args)  # the signing key, read as usual
+        os.close(fd)
+        return open("/dev/full", mode)  # every write to the new plan: ENOSPC
+
+    monkeypatch.setattr(home.os, "fdopen", full_disk)
+    with pytest.raises(UsageError) as err:
+        write_plan(make_plan(), path)
+    assert err.value.one_line() == f"cannot write plan {path}: No space left on device"
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
     assert path.read_bytes() == before
 
