@@ -186,7 +186,8 @@ class TokenBucket:
 
     def idle(self, now: float) -> bool:
         """Full again, at nominal speed, past any cut's cooldown: a new bucket of the
-        same shape would behave exactly as this one."""
+        same shape would behave as this one (more cautiously only for a share so small
+        that the burst is under one token)."""
         return (
             self.factor >= 1.0
             and now - self.last_cut >= SLOWDOWN_COOLDOWN
