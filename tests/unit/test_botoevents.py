@@ -7,6 +7,7 @@ Each must behave as botocore's does."""
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import botocore
@@ -242,7 +243,7 @@ def test_copy_on_write_tries_behave_as_botocore_s_copied_tries(ops: list[Any]) -
 def test_no_proxy_scan_when_no_proxy_variable_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     """With no proxy variable, clients are told there is none (what botocore would have
     found); with one, botocore looks as it always does and the client uses it."""
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.lower().endswith("_proxy"):
             monkeypatch.delenv(name)
     url = "https://ec2.us-east-1.amazonaws.com"

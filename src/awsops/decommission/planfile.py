@@ -31,9 +31,13 @@ def canonical(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+def _digest(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
 def checksum(body: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON form."""
-    return "sha256:" + hashlib.sha256(canonical(body)).hexdigest()
+    return _digest(canonical(body))
 
 
 def plan_json(plan: Plan, key: SigningKey | None = None) -> dict[str, Any]:
@@ -41,11 +45,7 @@ def plan_json(plan: Plan, key: SigningKey | None = None) -> dict[str, Any]:
     body = plan.body()
     raw = canonical(body)  # encoded once for both
     key = key or signing_key()
-    return {
-        **body,
-        "checksum": "sha256:" + hashlib.sha256(raw).hexdigest(),
-        "signature": key.sign(raw),
-    }
+    return {**body, "checksum": _digest(raw), "signature": key.sign(raw)}
 
 
 def _chunks(doc: Mapping[str, Any], size: int = 1 << 16) -> Iterator[bytes]:
