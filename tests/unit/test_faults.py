@@ -257,6 +257,31 @@ def test_decisions_are_reproducible_and_scoped() -> None:
     assert set(draws("expired=k")) == {"expired"}
 
 
+def test_an_action_meets_the_same_faults_however_other_actions_interleave() -> None:
+    """With a seed, the k-th TerminateInstances meets the same fault whether other
+    actions' calls came between or not (threads interleave calls differently in every
+    run); two actions do not share one sequence; a new spec starts the streams again."""
+    spec = "throttle=0.3,seed=4"
+    term = CallInfo("ec2", "TerminateInstances", "r", "k", "ec2")
+    look = CallInfo("ec2", "DescribeInstances", "r", "k", "ec2")
+    alone, mixed = FaultProxy("http://127.0.0.1:9", spec), FaultProxy("http://127.0.0.1:9", spec)
+    try:
+        plain = [alone.decide(term) for _ in range(60)]
+        between = []
+        for n in range(60):
+            for _ in range(n % 4):
+                mixed.decide(look)
+            between.append(mixed.decide(term))
+        assert between == plain and "throttle" in plain and None in plain
+        looks = [alone.decide(look) for _ in range(60)]
+        assert looks != plain
+        alone.set_spec(spec)
+        assert [alone.decide(term) for _ in range(60)] == plain
+    finally:
+        alone.close()
+        mixed.close()
+
+
 # --- the proxy against a stub upstream ------------------------------------------------
 
 

@@ -231,7 +231,7 @@ class FaultProxy:
         self.stats = FaultStats()
         self.taps: list[Callable[[CallInfo, int, bytes], None]] = []
         self._spec_lock = threading.Lock()
-        self._rng = random.Random()
+        self._rngs: dict[str, random.Random] = {}
         self.spec = FaultSpec()
         self.buckets = TokenBuckets()
         self.signals = SignalArming(self.stats)
@@ -249,19 +249,31 @@ class FaultProxy:
         return f"http://{self.upstream[0]}:{self.port}"
 
     def set_spec(self, spec: FaultSpec | str) -> FaultSpec:
-        """Use ``spec`` from now on (fresh random stream and token buckets)."""
+        """Use ``spec`` from now on (fresh random streams and token buckets)."""
         new = FaultSpec.parse(spec) if isinstance(spec, str) else spec
         with self._spec_lock:
             self.spec = new
-            self._rng = random.Random(new.seed)
+            self._rngs = {}
             self.buckets = TokenBuckets(new.bucket_scale)
         return new
+
+    def _stream(self, info: CallInfo) -> random.Random:
+        """The random stream of ``info``'s action. With a seed, each action has its own,
+        seeded by the seed and the action: the k-th call of an action meets the same
+        fault however the calls of different actions interleave across threads."""
+        rng = self._rngs.get(info.name)
+        if rng is None:
+            seed = self.spec.seed
+            rng = self._rngs[info.name] = random.Random(
+                None if seed is None else f"{seed}/{info.name}"
+            )
+        return rng
 
     def decide(self, info: CallInfo) -> str | None:
         """The fault for this request: ``expired``, ``bucket``, ``throttle``, ``500``,
         ``503``, ``reset``, ``truncate`` or None."""
         with self._spec_lock:
-            spec, rng, buckets = self.spec, self._rng, self.buckets
+            spec, buckets = self.spec, self.buckets
             if spec.expired and info.key_id in spec.expired:
                 return "expired"
             if not spec.applies_to(info.action):
@@ -272,6 +284,7 @@ class FaultProxy:
                 and not buckets.take(info.key_id, info.region, info.action)
             ):
                 return "bucket"
+            rng = self._stream(info)
             r = rng.random()
             if r < spec.throttle:
                 return "throttle"
