@@ -104,7 +104,7 @@ def test_s3_listing_under_slowdown_and_resets(proxied: Proxied) -> None:
 
 
 def test_sts_throttling_is_retried(proxied: Proxied) -> None:
-    proxied.proxy.set_spec("throttle=0.3,seed=12")
+    proxied.proxy.set_spec("throttle=0.3,seed=13")  # 4 refusals before the 6 answers
     sts = proxied.client("sts")
     accounts = {sts.get_caller_identity()["Account"] for _ in range(6)}
     snap = proxied.proxy.stats.snapshot()
